@@ -1,0 +1,62 @@
+"""Checkpoints written after every task, so an interrupted run resumes from the last finished task."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hypermask.config import Config
+
+CHECKPOINT_FILE = "checkpoint.pt"
+# Settings that change neither the numbers nor the task sequence: a resumed run may differ in them.
+_RUNTIME_KEYS = {"progress", "threads", "device", "data_root", "eval_batch_size"}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used for this run (one line)."""
+
+
+@dataclass
+class TrainingState:
+    """What a finished task leaves behind: model state, accuracy matrix, time spent."""
+
+    model_state: dict[str, Any]
+    accuracy_matrix: list[list[float]]
+    seconds_per_step: list[float]
+    elapsed_s: float
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _RUNTIME_KEYS}
+
+
+def save_checkpoint(directory: Path, cfg: Config, state: TrainingState) -> Path:
+    """Write ``state`` atomically to ``directory/checkpoint.pt``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CHECKPOINT_FILE
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": cfg.to_dict(), "model_state": state.model_state,
+                "accuracy_matrix": state.accuracy_matrix, "seconds_per_step": state.seconds_per_step,
+                "elapsed_s": state.elapsed_s}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(directory: Path | None, cfg: Config) -> TrainingState | None:
+    """The state saved in ``directory`` for this configuration, or None when there is none."""
+    if directory is None or not (directory / CHECKPOINT_FILE).is_file():
+        return None
+    path = directory / CHECKPOINT_FILE
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"checkpoint {path} is unreadable: {err}") from None
+    if _comparable(data["config"]) != _comparable(cfg.to_dict()):
+        raise CheckpointError(f"checkpoint {path} belongs to a different configuration; "
+                              "use another output folder or delete it")
+    return TrainingState(data["model_state"], data["accuracy_matrix"], data["seconds_per_step"],
+                         data["elapsed_s"])

@@ -1,0 +1,249 @@
+"""Typed run settings: published defaults per benchmark, KEY=VALUE overrides, validation.
+
+Settings are layered: general defaults <- benchmark (published configuration) <- target network
+<- user overrides. Every problem is reported as one :class:`ConfigError` line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+BENCHMARKS = ("permuted_mnist", "split_mnist", "split_cifar100")
+METHODS = ("hypermask", "hnet", "finetune")
+TARGETS = ("mlp", "resnet20", "zenkenet")
+MODEL_SELECTIONS = ("last", "best_val")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has an invalid value (message is one line)."""
+
+
+@dataclass
+class Config:
+    """Every setting of one continual-learning run (public names are the ``--set`` keys)."""
+
+    benchmark: str = "split_mnist"
+    method: str = "hypermask"
+    seed: int = 1
+    target: str = "mlp"
+    target_hidden: list[int] = field(default_factory=lambda: [400, 400])
+    tasks: int = 5
+    # hypernetwork / mask
+    p: float = 30.0
+    beta: float = 1e-3
+    lambda_: float = 1e-3
+    masked_l1: bool = True
+    embedding_size: int = 128
+    hnet_hidden: list[int] = field(default_factory=lambda: [25, 25])
+    chunk_size: int = 0
+    chunk_embedding_size: int = 32
+    ramp: bool = True
+    # optimisation
+    lr: float = 1e-3
+    batch_size: int = 128
+    iterations: int = 2000
+    epochs: int = 0
+    model_selection: str = "last"
+    eval_every: int = 100
+    # data
+    validation_size: int = 1000
+    train_subset: int = 0
+    shots: int = 0
+    augment: bool = True
+    data_root: str = "data"
+    eval_batch_size: int = 0
+    # runtime
+    device: str = "auto"
+    threads: int = 0
+    progress: bool = True
+
+    # ------------------------------------------------------------------ helpers
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dictionary using the public setting names (``lambda`` not ``lambda_``)."""
+        data = dataclasses.asdict(self)
+        data["lambda"] = data.pop("lambda_")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        """Rebuild a configuration written by :meth:`to_dict` (validated)."""
+        values = dict(data)
+        benchmark = values.pop("benchmark", "split_mnist")
+        method = values.pop("method", "hypermask")
+        seed = values.pop("seed", 1)
+        return resolve_config(benchmark, method=method, seed=seed, overrides=values)
+
+    @property
+    def iteration_based(self) -> bool:
+        """True when tasks last a fixed number of iterations (MNIST style)."""
+        return self.epochs <= 0
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+# Published configurations (../design: HyperMask paper, table of hyperparameters).
+_BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "permuted_mnist": dict(
+        target="mlp", target_hidden=[1000, 1000], tasks=10, validation_size=5000,
+        embedding_size=24, hnet_hidden=[100, 100], p=0.0, beta=5e-4, lambda_=1e-3,
+        masked_l1=True, lr=1e-3, batch_size=128, iterations=5000, epochs=0, augment=False,
+        model_selection="last",
+    ),
+    "split_mnist": dict(
+        target="mlp", target_hidden=[400, 400], tasks=5, validation_size=1000,
+        embedding_size=128, hnet_hidden=[25, 25], p=30.0, beta=1e-3, lambda_=1e-3,
+        masked_l1=True, lr=1e-3, batch_size=128, iterations=2000, epochs=0, augment=True,
+        model_selection="last",
+    ),
+    "split_cifar100": dict(
+        target="resnet20", target_hidden=[], tasks=10, validation_size=500,
+        embedding_size=48, hnet_hidden=[100], p=0.0, beta=1e-2, lambda_=1.0,
+        masked_l1=False, lr=1e-3, batch_size=32, iterations=0, epochs=200, augment=True,
+        model_selection="best_val",
+    ),
+}
+
+# Target-specific published values that differ from the benchmark's defaults.
+_TARGET_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("split_cifar100", "zenkenet"): dict(lambda_=1e-2),
+}
+
+_MAX_TASKS = {"permuted_mnist": 100, "split_mnist": 5, "split_cifar100": 10}
+_ALIASES = {"lambda": "lambda_", "lam": "lambda_"}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_INT_LIST_KEYS = {"target_hidden", "hnet_hidden"}
+
+
+def _public(key: str) -> str:
+    return "lambda" if key == "lambda_" else key
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    """Convert a value (possibly a command-line string) to the type of setting ``key``."""
+    name = _public(key)
+    kind = str(kind)
+    try:
+        if key in _INT_LIST_KEYS:
+            if isinstance(value, str):
+                text = value.strip().strip("[]")
+                return [int(v) for v in text.replace(" ", "").split(",") if v]
+            return [int(v) for v in value]
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if math.isnan(number):
+                raise ValueError
+            return number
+        return str(value)
+    except (TypeError, ValueError):
+        expected = {"bool": "a boolean", "int": "an integer", "float": "a number"}.get(
+            kind, "a list of integers" if key in _INT_LIST_KEYS else "a string")
+        raise ConfigError(f"setting '{name}' must be {expected}, got {value!r}") from None
+
+
+def _validate(cfg: Config) -> None:
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"setting '{key}' {why}, got {getattr(cfg, key if key != 'lambda' else 'lambda_')!r}")
+
+    if cfg.method not in METHODS:
+        raise ConfigError(f"unknown method '{cfg.method}' (choose from {', '.join(METHODS)})")
+    if cfg.target not in TARGETS:
+        raise bad("target", f"must be one of {', '.join(TARGETS)}")
+    if cfg.benchmark != "split_cifar100" and cfg.target != "mlp":
+        raise bad("target", f"must be 'mlp' for {cfg.benchmark}")
+    if cfg.benchmark == "split_cifar100" and cfg.target == "mlp":
+        raise bad("target", "must be 'resnet20' or 'zenkenet' for split_cifar100")
+    if not (0.0 <= cfg.p < 100.0):
+        raise bad("p", "must be a percentage in [0, 100)")
+    if cfg.beta < 0:
+        raise bad("beta", "must be >= 0")
+    if cfg.lambda_ < 0:
+        raise bad("lambda", "must be >= 0")
+    if not (1 <= cfg.tasks <= _MAX_TASKS[cfg.benchmark]):
+        raise bad("tasks", f"must be between 1 and {_MAX_TASKS[cfg.benchmark]} for {cfg.benchmark}")
+    for key in ("embedding_size", "batch_size"):
+        if getattr(cfg, key) < 1:
+            raise bad(key, "must be >= 1")
+    if cfg.lr <= 0:
+        raise bad("lr", "must be > 0")
+    if not cfg.hnet_hidden or min(cfg.hnet_hidden) < 1:
+        raise bad("hnet_hidden", "must list one or more positive layer sizes")
+    if cfg.target_hidden and min(cfg.target_hidden) < 1:
+        raise bad("target_hidden", "must list positive layer sizes")
+    for key in ("chunk_size", "train_subset", "shots", "validation_size", "epochs", "iterations",
+                "threads", "eval_batch_size"):
+        if getattr(cfg, key) < 0:
+            raise bad(key, "must be >= 0")
+    if cfg.chunk_size and cfg.chunk_embedding_size < 1:
+        raise bad("chunk_embedding_size", "must be >= 1")
+    if cfg.eval_every < 1:
+        raise bad("eval_every", "must be >= 1")
+    if cfg.epochs == 0 and cfg.iterations == 0:
+        raise bad("iterations", "must be >= 1 when epochs is 0")
+    if cfg.model_selection not in MODEL_SELECTIONS:
+        raise bad("model_selection", f"must be one of {', '.join(MODEL_SELECTIONS)}")
+    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+        raise bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
+
+
+def setting_names() -> list[str]:
+    """Public names accepted by ``--set``."""
+    return sorted(_public(name) for name in _FIELDS if name not in ("benchmark", "method"))
+
+
+def resolve_config(benchmark: str, method: str = "hypermask", seed: int | str = 1,
+                   overrides: Mapping[str, Any] | None = None) -> Config:
+    """Published configuration of ``benchmark`` with ``overrides`` applied and validated.
+
+    Raises :class:`ConfigError` (one line) for an unknown benchmark, method or key, or a bad value.
+    """
+    if benchmark not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark '{benchmark}' (choose from {', '.join(BENCHMARKS)})")
+    if method not in METHODS:
+        raise ConfigError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
+    overrides = {(_ALIASES.get(k, k)): v for k, v in (overrides or {}).items()}
+    for key in overrides:
+        if key not in _FIELDS or key in ("benchmark", "method"):
+            raise ConfigError(f"unknown setting '{_public(key)}' (known: {', '.join(setting_names())})")
+    typed = {k: _coerce(k, v, _FIELDS[k].type) for k, v in overrides.items()}
+    values: dict[str, Any] = dict(_BENCHMARK_DEFAULTS[benchmark])
+    target = typed.get("target", values["target"])
+    values.update(_TARGET_DEFAULTS.get((benchmark, target), {}))
+    values.update(typed)
+    values["seed"] = _coerce("seed", typed.get("seed", seed), "int")
+    cfg = Config(benchmark=benchmark, method=method, **values)
+    _validate(cfg)
+    return cfg
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """Parse ``KEY=VALUE`` strings from the command line."""
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        result[key.strip()] = value.strip()
+    return result

@@ -1,0 +1,144 @@
+"""Benchmarks as task streams: Permuted MNIST, Split MNIST, Split CIFAR-100."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hypermask.config import Config
+from hypermask.data.preprocess import Preprocess
+from hypermask.data.sources import ImageArrays, load_arrays
+
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+
+
+@dataclass
+class Task:
+    """One task: [0, 1] float images (N, C, H, W), labels re-indexed to 0..K-1, an optional
+    pixel permutation applied to the flattened image."""
+
+    train_x: Tensor
+    train_y: Tensor
+    val_x: Tensor
+    val_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    permutation: Tensor | None = None
+
+    def view(self, x: Tensor) -> Tensor:
+        """The task's view of a batch of its images (permuted pixels where the task says so)."""
+        if self.permutation is None:
+            return x
+        return x.flatten(1)[:, self.permutation.to(x.device)]
+
+
+@dataclass
+class TaskStream:
+    """An ordered list of tasks with their shared input shape, class count and preprocessing."""
+
+    name: str
+    tasks: list[Task]
+    input_shape: tuple[int, ...]
+    classes_per_task: int
+    train_preprocess: Preprocess = field(default_factory=Preprocess)
+    eval_preprocess: Preprocess = field(default_factory=Preprocess)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self):
+        return iter(self.tasks)
+
+
+def _to_float_nchw(images: Tensor) -> Tensor:
+    """uint8 images (N, H, W) or (N, H, W, C) as float (N, C, H, W) in [0, 1]."""
+    x = images.float().div_(255.0)
+    return x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2).contiguous()
+
+
+def _hold_out(x: Tensor, y: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Split off the last ``size`` samples as the validation set."""
+    size = min(size, max(0, len(x) - 1))
+    cut = len(x) - size
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+def _subsample(x: Tensor, y: Tensor, cfg: Config, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Keep ``shots`` samples per class, or ``train_subset`` samples, chosen at random."""
+    if cfg.shots > 0:
+        keep = []
+        for label in torch.unique(y):
+            where = torch.nonzero(y == label).flatten()
+            keep.append(where[torch.randperm(len(where), generator=generator)[: cfg.shots]])
+        index = torch.cat(keep).sort().values
+        return x[index], y[index]
+    if 0 < cfg.train_subset < len(x):
+        index = torch.randperm(len(x), generator=generator)[: cfg.train_subset].sort().values
+        return x[index], y[index]
+    return x, y
+
+
+def _split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) -> list[Task]:
+    """Tasks of consecutive class groups ({0,1}, {2,3}, ... or 10-class blocks)."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_x, test_x = _to_float_nchw(arrays.train_x), _to_float_nchw(arrays.test_x)
+    tasks = []
+    for t in range(cfg.tasks):
+        first = t * classes_per_task
+        in_train = (arrays.train_y >= first) & (arrays.train_y < first + classes_per_task)
+        in_test = (arrays.test_y >= first) & (arrays.test_y < first + classes_per_task)
+        x, y = train_x[in_train], arrays.train_y[in_train] - first
+        x, y, vx, vy = _hold_out(x, y, cfg.validation_size)
+        x, y = _subsample(x, y, cfg, generator)
+        tasks.append(Task(x, y, vx, vy, test_x[in_test], arrays.test_y[in_test] - first))
+    return tasks
+
+
+def permuted_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
+    """MNIST padded to 32x32, one fixed pixel permutation per task (the first task included)."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train = F.pad(_to_float_nchw(arrays.train_x), (2, 2, 2, 2))
+    test = F.pad(_to_float_nchw(arrays.test_x), (2, 2, 2, 2))
+    x, y, vx, vy = _hold_out(train, arrays.train_y, cfg.validation_size)
+    tasks = []
+    for _ in range(cfg.tasks):
+        permutation = torch.randperm(32 * 32, generator=generator)
+        tx, ty = _subsample(x, y, cfg, generator)
+        tasks.append(Task(tx, ty, vx, vy, test, arrays.test_y, permutation))
+    return TaskStream("permuted_mnist", tasks, (1, 32, 32), 10)
+
+
+def split_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
+    """Five two-class tasks {0,1}..{8,9}; random crop 28 (pad 4) and MNIST normalisation."""
+    train = Preprocess(MNIST_MEAN, MNIST_STD, crop_padding=4 if cfg.augment else 0)
+    return TaskStream("split_mnist", _split_by_classes(arrays, cfg, 2), (1, 28, 28), 2,
+                      train, Preprocess(MNIST_MEAN, MNIST_STD))
+
+
+def split_cifar100(cfg: Config, arrays: ImageArrays) -> TaskStream:
+    """Ten ten-class tasks in natural class order; flip + crop 32 (pad 4), CIFAR normalisation."""
+    train = Preprocess(CIFAR100_MEAN, CIFAR100_STD, crop_padding=4 if cfg.augment else 0,
+                       flip=cfg.augment)
+    return TaskStream("split_cifar100", _split_by_classes(arrays, cfg, 10), (3, 32, 32), 10,
+                      train, Preprocess(CIFAR100_MEAN, CIFAR100_STD))
+
+
+_BUILDERS = {"permuted_mnist": permuted_mnist, "split_mnist": split_mnist, "split_cifar100": split_cifar100}
+_SOURCES = {"permuted_mnist": "mnist", "split_mnist": "mnist", "split_cifar100": "cifar100"}
+
+
+def dataset_for(benchmark: str) -> str:
+    """Name of the raw dataset a benchmark is built from."""
+    return _SOURCES[benchmark]
+
+
+def build_stream(cfg: Config, arrays: ImageArrays | None = None) -> TaskStream:
+    """Task stream of ``cfg.benchmark`` from ``arrays`` (loaded from ``cfg.data_root`` if omitted)."""
+    if arrays is None:
+        arrays = load_arrays(_SOURCES[cfg.benchmark], cfg.data_root)
+    return _BUILDERS[cfg.benchmark](cfg, arrays)

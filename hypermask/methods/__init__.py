@@ -1,0 +1,24 @@
+"""Continual-learning methods sharing one contract (see :class:`ContinualMethod`)."""
+
+from __future__ import annotations
+
+from hypermask.config import Config
+from hypermask.methods.base import ContinualMethod
+from hypermask.methods.finetune import Finetune
+from hypermask.methods.hnet import Hnet
+from hypermask.methods.hypermask import HyperMask
+from hypermask.nets import TargetNetwork
+
+METHOD_CLASSES: dict[str, type[ContinualMethod]] = {
+    "hypermask": HyperMask,
+    "hnet": Hnet,
+    "finetune": Finetune,
+}
+
+
+def build_method(cfg: Config, target: TargetNetwork, num_tasks: int) -> ContinualMethod:
+    """The method named by ``cfg.method`` around ``target``."""
+    return METHOD_CLASSES[cfg.method](cfg, target, num_tasks)
+
+
+__all__ = ["ContinualMethod", "HyperMask", "Hnet", "Finetune", "build_method", "METHOD_CLASSES"]

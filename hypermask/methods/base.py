@@ -1,0 +1,83 @@
+"""The contract every continual-learning method fulfils, and the pieces methods share."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hypermask.config import Config
+from hypermask.nets import TargetNetwork, build_hypernetwork
+
+
+class ContinualMethod(nn.Module):
+    """How a task's target weights are formed and which regularisers apply.
+
+    The training loop calls :meth:`start_task` once per task, then :meth:`training_loss` every
+    step; evaluation uses :meth:`task_weights` with the target network.
+    """
+
+    name = "base"
+
+    def __init__(self, cfg: Config, target: TargetNetwork, num_tasks: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.target = target
+        self.num_tasks = num_tasks
+
+    def start_task(self, task: int) -> None:
+        """Take the snapshots the regularisers of ``task`` compare against."""
+
+    def training_loss(self, task: int, x: Tensor, y: Tensor, sparsity: float) -> tuple[Tensor, Tensor]:
+        """Total loss and logits of one training batch of ``task`` at the given sparsity."""
+        raise NotImplementedError
+
+    def task_weights(self, task: int) -> list[Tensor]:
+        """Target weights used to evaluate ``task`` (full sparsity)."""
+        return self.all_task_weights(task + 1)[task]
+
+    def all_task_weights(self, num_tasks: int) -> list[list[Tensor]]:
+        """Target weights of tasks ``0..num_tasks-1`` (one batched hypernetwork call where used)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, weights: list[Tensor]) -> Tensor:
+        return self.target(x, weights)
+
+    def artifacts(self) -> dict[str, object]:
+        """Named pieces saved as model files (hypernetwork, embeddings, target weights)."""
+        return {}
+
+
+class HypernetworkMethod(ContinualMethod):
+    """Methods with a hypernetwork, task embeddings and the output regulariser."""
+
+    def __init__(self, cfg: Config, target: TargetNetwork, num_tasks: int, output_size: int) -> None:
+        super().__init__(cfg, target, num_tasks)
+        self.hnet = build_hypernetwork(cfg.embedding_size, cfg.hnet_hidden, output_size,
+                                       cfg.chunk_size, cfg.chunk_embedding_size)
+        self.embeddings = nn.Parameter(torch.randn(num_tasks, cfg.embedding_size))
+        self._targets: Tensor | None = None
+
+    def start_task(self, task: int) -> None:
+        """Record H(e_j) of every earlier task once (detached): the regulariser's targets."""
+        if task > 0 and self.cfg.beta > 0:
+            with torch.no_grad():
+                self._targets = self.hnet(self.embeddings[:task]).detach()
+        else:
+            self._targets = None
+
+    def hnet_outputs(self, task: int) -> tuple[Tensor, Tensor | None]:
+        """Current task's raw output and the output regulariser, from one batched forward."""
+        if self._targets is None:
+            return self.hnet(self.embeddings[task: task + 1])[0], None
+        out = self.hnet(self.embeddings[: task + 1])
+        regulariser = (out[:task] - self._targets).pow(2).sum() / task
+        return out[task], regulariser
+
+    def artifacts(self) -> dict[str, object]:
+        return {"hypernetwork": self.hnet.state_dict(), "embeddings": self.embeddings.detach().cpu()}
+
+
+def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """Mean cross-entropy of a batch."""
+    return F.cross_entropy(logits, y)

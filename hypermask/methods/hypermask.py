@@ -1,0 +1,84 @@
+"""HyperMask: the hypernetwork emits a semi-binary mask over one shared set of target weights."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hypermask.config import Config
+from hypermask.masks import layer_masks
+from hypermask.methods.base import HypernetworkMethod, cross_entropy
+from hypermask.nets import TargetNetwork, split_flat
+
+
+class HyperMask(HypernetworkMethod):
+    """f(x; θ ⊙ m_t) with m_t = semi-binary mask of H(e_t).
+
+    Loss: CE + β·L_hnet/max(1, t) + λ·L_θ, where L_θ is the (optionally masked) L1 distance of θ
+    from its snapshot at the start of the task.
+    """
+
+    name = "hypermask"
+
+    def __init__(self, cfg: Config, target: TargetNetwork, num_tasks: int) -> None:
+        theta = [nn.Parameter(t) for t in target.init_weights()]
+        super().__init__(cfg, target, num_tasks, output_size=target.num_params(masked_only=True))
+        self.theta = nn.ParameterList(theta)
+        self.masked_index = [i for i, m in enumerate(target.masked) if m]
+        self.masked_shapes = [target.param_shapes[i] for i in self.masked_index]
+        self._theta_snapshot: list[Tensor] | None = None
+
+    def start_task(self, task: int) -> None:
+        super().start_task(task)
+        if task > 0 and self.cfg.lambda_ > 0:
+            self._theta_snapshot = [p.detach().clone() for p in self.theta]
+        else:
+            self._theta_snapshot = None
+
+    def masked_weights(self, raw: Tensor, sparsity: float) -> tuple[list[Tensor], list[Tensor]]:
+        """Effective target weights θ ⊙ M and the masks (last mask: the output bias's |tanh|)."""
+        masks = layer_masks(split_flat(raw, self.masked_shapes), sparsity)
+        weights = list(self.theta)
+        for index, mask in zip(self.masked_index[:-1], masks[:-1]):
+            weights[index] = weights[index] * mask
+        return weights, masks
+
+    def weight_regulariser(self, masks: list[Tensor]) -> Tensor:
+        """L1 distance of the masked target tensors from their snapshot (summed)."""
+        assert self._theta_snapshot is not None
+        total = torch.zeros((), device=masks[0].device)
+        for k, index in enumerate(self.masked_index):
+            diff = self.theta[index] - self._theta_snapshot[index]
+            if self.cfg.masked_l1:
+                diff = diff * masks[k]
+            total = total + diff.abs().sum()
+        return total
+
+    def training_loss(self, task: int, x: Tensor, y: Tensor, sparsity: float) -> tuple[Tensor, Tensor]:
+        raw, hnet_reg = self.hnet_outputs(task)
+        weights, masks = self.masked_weights(raw, sparsity)
+        logits = self.target(x, weights)
+        loss = cross_entropy(logits, y)
+        if hnet_reg is not None:
+            loss = loss + self.cfg.beta * hnet_reg / max(1, task)
+        if self._theta_snapshot is not None:
+            loss = loss + self.cfg.lambda_ * self.weight_regulariser(masks)
+        return loss, logits
+
+    def all_task_weights(self, num_tasks: int) -> list[list[Tensor]]:
+        raw = self.hnet(self.embeddings[:num_tasks])
+        return [self.masked_weights(raw[t], self.cfg.p)[0] for t in range(num_tasks)]
+
+    def mask_density(self, task: int) -> float:
+        """Share of non-zero mask entries over the masked tensors (output bias excluded)."""
+        with torch.no_grad():
+            raw = self.hnet(self.embeddings[task: task + 1])[0]
+            _, masks = self.masked_weights(raw, self.cfg.p)
+            nonzero = sum(int((m != 0).sum()) for m in masks[:-1])
+            total = sum(m.numel() for m in masks[:-1])
+        return nonzero / max(1, total)
+
+    def artifacts(self) -> dict[str, object]:
+        pieces = super().artifacts()
+        pieces["target"] = [p.detach().cpu() for p in self.theta]
+        return pieces

@@ -1,0 +1,244 @@
+"""The continual loop: tasks -> steps -> evaluation of all seen tasks -> checkpoint -> callback."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from hypermask.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from hypermask.config import Config
+from hypermask.data import TaskStream, build_stream
+from hypermask.masks import ramped_sparsity
+from hypermask.methods import ContinualMethod, build_method
+from hypermask.metrics import infer_task, summarize
+from hypermask.nets import build_target
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TaskReport:
+    """What the loop tells its callback after every finished task."""
+
+    task: int
+    num_tasks: int
+    accuracy_matrix: list[list[float]]
+    metrics: dict[str, float]
+    checkpoint_dir: Path | None
+    elapsed_s: float
+
+
+@dataclass
+class RunResult:
+    """A finished run: configuration, accuracy matrix, metrics and the trained method."""
+
+    config: Config
+    accuracy_matrix: list[list[float]]
+    metrics: dict[str, float]
+    method: ContinualMethod
+    seconds_per_step: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The contents of ``metrics.json``."""
+        return {**self.metrics, "accuracy_matrix": self.accuracy_matrix,
+                "seconds_per_step": self.seconds_per_step, "config": self.config.to_dict()}
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """Write ``metrics.json`` and the model files (hypernetwork, embeddings, target weights)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / "metrics.json"]
+        written[0].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        for name, value in self.method.artifacts().items():
+            torch.save(value, out / f"{name}.pt")
+            written.append(out / f"{name}.pt")
+        return written
+
+
+TaskCallback = Callable[[TaskReport], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam with default betas; the fused kernel where the build supports it."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, foreach=device.type == "cuda")
+
+
+def steps_per_task(cfg: Config, train_size: int) -> int:
+    """Training iterations of one task: fixed, or epochs x batches per epoch."""
+    if cfg.iteration_based:
+        return cfg.iterations
+    return cfg.epochs * math.ceil(train_size / cfg.batch_size)
+
+
+def batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generator):
+    """Indices of ``steps`` mini-batches drawn epoch by epoch without replacement."""
+    done = 0
+    while done < steps:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            if done == steps:
+                return
+            yield order[start: start + batch_size]
+            done += 1
+
+
+@torch.no_grad()
+def accuracy(method: ContinualMethod, weights, x: torch.Tensor, y: torch.Tensor, view, preprocess,
+             device: torch.device, batch_size: int) -> float:
+    """Accuracy in percent of ``weights`` on (x, y); ``batch_size`` 0 means one batch."""
+    batch_size = batch_size or len(x)
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        xb = view(preprocess(x[start: start + batch_size].to(device)))
+        correct += int((method(xb, weights).argmax(-1).cpu() == y[start: start + batch_size]).sum())
+    return 100.0 * correct / max(1, len(x))
+
+
+@torch.no_grad()
+def evaluate_seen_tasks(method: ContinualMethod, stream: TaskStream, last: int, cfg: Config,
+                        device: torch.device) -> list[float]:
+    """Test accuracy of every task 0..last with its own weights (one row of R)."""
+    method.eval()
+    all_weights = method.all_task_weights(last + 1)
+    row = [accuracy(method, all_weights[j], stream.tasks[j].test_x, stream.tasks[j].test_y,
+                    stream.tasks[j].view, stream.eval_preprocess, device, cfg.eval_batch_size)
+           for j in range(last + 1)]
+    method.train()
+    return row
+
+
+@torch.no_grad()
+def task_inference_accuracy(method: ContinualMethod, stream: TaskStream, cfg: Config,
+                            device: torch.device, samples_per_task: int = 500) -> dict[str, float]:
+    """Task-id inference by lowest entropy: share of correct tasks and of correct classes."""
+    method.eval()
+    num_tasks = len(stream)
+    all_weights = method.all_task_weights(num_tasks)
+    task_hits = class_hits = total = 0
+    for j, task in enumerate(stream.tasks):
+        x, y = task.test_x[:samples_per_task].to(device), task.test_y[:samples_per_task]
+        x = stream.eval_preprocess(x)
+        logits = torch.stack([method(stream.tasks[k].view(x), all_weights[k]) for k in range(num_tasks)])
+        guessed_task, guessed_class = infer_task(logits)
+        task_hits += int((guessed_task.cpu() == j).sum())
+        class_hits += int(((guessed_task.cpu() == j) & (guessed_class.cpu() == y)).sum())
+        total += len(y)
+    method.train()
+    return {"task_inference_accuracy": 100.0 * task_hits / total,
+            "class_incremental_accuracy": 100.0 * class_hits / total}
+
+
+def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Config,
+                device: torch.device) -> float:
+    """Train ``task`` to its budget; returns seconds per step."""
+    data = stream.tasks[task]
+    steps = steps_per_task(cfg, len(data.train_x))
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + task)
+    method.start_task(task)
+    optimizer = make_optimizer(method.parameters(), cfg.lr, device)
+    select_best = not cfg.iteration_based and cfg.model_selection == "best_val"
+    scheduler = None
+    if not cfg.iteration_based:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=math.sqrt(0.1), patience=5, min_lr=5e-7)
+    batches_per_epoch = math.ceil(len(data.train_x) / cfg.batch_size)
+    best_acc, best_state = -1.0, None
+    bar = tqdm(total=steps, desc=f"task {task + 1}/{len(stream)}", disable=not cfg.progress,
+               leave=False, dynamic_ncols=True)
+    start = time.perf_counter()
+    for step, index in enumerate(batch_indices(len(data.train_x), cfg.batch_size, steps, generator)):
+        x = data.view(stream.train_preprocess(data.train_x[index].to(device), generator))
+        y = data.train_y[index].to(device)
+        sparsity = ramped_sparsity(cfg.p, task, step, steps) if cfg.ramp else cfg.p
+        loss, _ = method.training_loss(task, x, y, sparsity)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 25 == 0 or step == steps - 1:
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                bar.close()
+                raise DivergedError(f"loss became {value} at task {task}, step {step}")
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        bar.update(1)
+        at_epoch_end = (step + 1) % batches_per_epoch == 0
+        if scheduler is not None and ((step + 1) % cfg.eval_every == 0 or at_epoch_end):
+            weights = method.task_weights(task)
+            val = accuracy(method, weights, data.val_x, data.val_y, data.view, stream.eval_preprocess,
+                           device, cfg.eval_batch_size)
+            scheduler.step(val)
+            if select_best and val > best_acc:
+                best_acc, best_state = val, copy.deepcopy(method.state_dict())
+    bar.close()
+    elapsed = time.perf_counter() - start
+    if best_state is not None:
+        method.load_state_dict(best_state)
+    return elapsed / max(1, steps)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
+                    checkpoint_dir: str | Path | None = None,
+                    stream: TaskStream | None = None) -> RunResult:
+    """Train ``cfg.method`` on ``cfg.benchmark`` task after task.
+
+    After every task all seen tasks are re-evaluated (a row of the accuracy matrix), a checkpoint
+    is written to ``checkpoint_dir`` (if given) and ``on_task_end`` is called. A checkpoint already
+    in ``checkpoint_dir`` for the same configuration makes the run resume after its last task.
+    """
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    checkpoint_path = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    resumed = load_checkpoint(checkpoint_path, cfg)
+    if stream is None:
+        stream = build_stream(cfg)
+    _seed_everything(cfg.seed)
+    target = build_target(cfg.target, stream.input_shape, stream.classes_per_task, cfg.target_hidden)
+    method = build_method(cfg, target, len(stream)).to(device)
+    matrix: list[list[float]] = []
+    seconds_per_step: list[float] = []
+    elapsed = 0.0
+    if resumed is not None:
+        method.load_state_dict(resumed.model_state)
+        matrix, seconds_per_step, elapsed = resumed.accuracy_matrix, resumed.seconds_per_step, resumed.elapsed_s
+    for task in range(len(matrix), len(stream)):
+        started = time.perf_counter()
+        seconds_per_step.append(_train_task(method, stream, task, cfg, device))
+        matrix.append(evaluate_seen_tasks(method, stream, task, cfg, device))
+        elapsed += time.perf_counter() - started
+        if checkpoint_path is not None:
+            state = TrainingState({k: v.detach().cpu() for k, v in method.state_dict().items()},
+                                  matrix, seconds_per_step, elapsed)
+            save_checkpoint(checkpoint_path, cfg, state)
+        if on_task_end is not None:
+            on_task_end(TaskReport(task, len(stream), [list(r) for r in matrix], summarize(matrix),
+                                   checkpoint_path, elapsed))
+    metrics = summarize(matrix)
+    metrics.update(task_inference_accuracy(method, stream, cfg, device))
+    metrics["elapsed_s"] = elapsed
+    return RunResult(cfg, matrix, metrics, method, seconds_per_step)
