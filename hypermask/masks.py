@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -9,18 +10,21 @@ from torch import Tensor
 def percentile_threshold(values: Tensor, percent: float) -> Tensor:
     """``percent``-th percentile of ``values`` with linear interpolation (as ``torch.quantile``).
 
-    Uses two ``kthvalue`` selections instead of a full sort. Works on the flattened tensor and
-    returns a detached 0-d tensor.
+    Uses partial selection (``numpy.partition`` on CPU, ``kthvalue`` elsewhere) instead of a full
+    sort. Works on the flattened tensor and returns a detached 0-d tensor.
     """
     flat = values.detach().reshape(-1)
     n = flat.numel()
     position = (percent / 100.0) * (n - 1)
     low = int(position)
+    high = min(low + 1, n - 1)
     frac = position - low
-    low_value = torch.kthvalue(flat, low + 1).values
-    if frac == 0.0 or low + 1 >= n:
-        return low_value
-    high_value = torch.kthvalue(flat, low + 2).values
+    if flat.device.type == "cpu":
+        selected = np.partition(flat.numpy(), (low, high))
+        low_value, high_value = torch.from_numpy(selected[[low, high]])
+    else:
+        low_value = torch.kthvalue(flat, low + 1).values
+        high_value = torch.kthvalue(flat, high + 1).values if frac else low_value
     return low_value + frac * (high_value - low_value)
 
 

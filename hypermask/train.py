@@ -20,6 +20,7 @@ from hypermask.masks import ramped_sparsity
 from hypermask.methods import ContinualMethod, build_method
 from hypermask.metrics import infer_task, summarize
 from hypermask.nets import build_target
+from hypermask.runtime import configure_runtime
 
 
 class DivergedError(RuntimeError):
@@ -66,13 +67,6 @@ class RunResult:
 
 
 TaskCallback = Callable[[TaskReport], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -210,9 +204,7 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
     is written to ``checkpoint_dir`` (if given) and ``on_task_end`` is called. A checkpoint already
     in ``checkpoint_dir`` for the same configuration makes the run resume after its last task.
     """
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = configure_runtime(cfg.device, cfg.threads)
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir is not None else None
     resumed = load_checkpoint(checkpoint_path, cfg)
     if stream is None:

@@ -70,9 +70,9 @@ class HypernetworkMethod(ContinualMethod):
         """Current task's raw output and the output regulariser, from one batched forward."""
         if self._targets is None:
             return self.hnet(self.embeddings[task: task + 1])[0], None
-        out = self.hnet(self.embeddings[: task + 1])
-        regulariser = (out[:task] - self._targets).pow(2).sum() / task
-        return out[task], regulariser
+        previous, current = self.hnet(self.embeddings[: task + 1]).split([task, 1])
+        regulariser = (previous - self._targets).pow(2).sum() / task
+        return current[0], regulariser
 
     def artifacts(self) -> dict[str, object]:
         return {"hypernetwork": self.hnet.state_dict(), "embeddings": self.embeddings.detach().cpu()}

@@ -1,0 +1,33 @@
+"""Shared fixtures: the offline MNIST mirror and small configurations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hypermask.config import resolve_config
+from hypermask.data import MIRROR_ENV, ImageArrays, load_arrays
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The offline data mirror (``HYPERMASK_DATA_MIRROR``), which the tests require."""
+    value = os.environ.get(MIRROR_ENV)
+    if not value or not (Path(value) / "MNIST" / "raw").is_dir():
+        pytest.fail(f"set {MIRROR_ENV} to a folder holding MNIST/raw (torchvision layout)")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def mnist(mirror: Path, tmp_path_factory) -> ImageArrays:
+    """Real MNIST, loaded once per test session through the mirror."""
+    return load_arrays("mnist", tmp_path_factory.mktemp("empty_root"))
+
+
+def small_config(benchmark: str = "split_mnist", method: str = "hypermask", **overrides):
+    """A published configuration cut down to test size."""
+    base = {"progress": False, "tasks": 2, "iterations": 30, "train_subset": 600}
+    base.update(overrides)
+    return resolve_config(benchmark, method=method, overrides=base)

@@ -1,0 +1,115 @@
+"""Task streams, the offline mirror, integrity checks, generated CIFAR-shaped data."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from hypermask.config import resolve_config
+from hypermask.data import DataError, ImageArrays, build_stream, locate_dataset, prepare_dataset
+from hypermask.data.preprocess import random_crop
+from hypermask.nets import ResNet20, ZenkeNet
+from hypermask.train import train_continual
+
+from conftest import small_config
+
+
+def test_split_mnist_tasks_have_two_reindexed_classes(mnist) -> None:
+    stream = build_stream(resolve_config("split_mnist", overrides={"progress": False}), mnist)
+    assert len(stream) == 5 and stream.classes_per_task == 2
+    for t, task in enumerate(stream):
+        assert set(task.train_y.unique().tolist()) == {0, 1}
+        assert len(task.val_x) == 1000
+        in_test = (mnist.test_y == 2 * t) | (mnist.test_y == 2 * t + 1)
+        assert len(task.test_x) == int(in_test.sum())
+
+
+def test_permuted_mnist_permutes_every_task_differently(mnist) -> None:
+    cfg = resolve_config("permuted_mnist", overrides={"tasks": 3})
+    stream = build_stream(cfg, mnist)
+    perms = [task.permutation for task in stream]
+    assert all(p is not None and sorted(p.tolist()) == list(range(1024)) for p in perms)
+    assert not torch.equal(perms[0], torch.arange(1024))  # the first task is permuted too
+    assert not torch.equal(perms[0], perms[1])
+    assert len(stream.tasks[0].train_x) == 55_000 and stream.tasks[0].view(stream.tasks[0].test_x[:2]).shape == (2, 1024)
+
+
+def test_few_shot_and_subset(mnist) -> None:
+    stream = build_stream(small_config(shots=5), mnist)
+    assert len(stream.tasks[0].train_x) == 10
+    stream = build_stream(small_config(train_subset=123), mnist)
+    assert len(stream.tasks[1].train_x) == 123
+
+
+def test_random_crop_keeps_shape_and_content() -> None:
+    x = torch.rand(8, 1, 28, 28)
+    out = random_crop(x, 4, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    same = random_crop(x, 0, torch.Generator().manual_seed(0))
+    assert torch.equal(same, x)
+
+
+def test_corrupt_file_is_reported(mirror, tmp_path) -> None:
+    shutil.copytree(mirror / "MNIST", tmp_path / "MNIST")
+    victim = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="corrupt.*t10k-labels"):
+        locate_dataset("mnist", tmp_path)
+
+
+def test_missing_data_without_download_is_one_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("HYPERMASK_DATA_MIRROR", raising=False)
+    import torchvision.datasets
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", refuse)
+    with pytest.raises(DataError) as err:
+        locate_dataset("mnist", tmp_path / "nothing")
+    assert "could not be downloaded" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_prepare_copies_from_mirror_and_verifies(mirror, tmp_path) -> None:
+    folder = prepare_dataset("mnist", tmp_path / "data")
+    assert folder == (tmp_path / "data").resolve()
+    assert (folder / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_target_network_shapes() -> None:
+    resnet = ResNet20()
+    assert resnet(torch.randn(4, 3, 32, 32), resnet.init_weights()).shape == (4, 10)
+    assert resnet.widths == [32, 64, 128]
+    assert sum(not m for m in resnet.masked) == 2 * 19  # BN scale and shift after each of 19 convs
+    zenke = ZenkeNet()
+    assert zenke(torch.randn(2, 3, 32, 32), zenke.init_weights()).shape == (2, 10)
+
+
+def _generated_cifar(per_class_train: int = 12, per_class_test: int = 4) -> ImageArrays:
+    """CIFAR-100-shaped random images whose mean brightness encodes the class (learnable)."""
+    gen = torch.Generator().manual_seed(0)
+
+    def make(per_class):
+        y = torch.arange(100).repeat_interleave(per_class)
+        base = (y % 10).float()[:, None, None, None] * 25
+        x = (base + torch.rand(len(y), 32, 32, 3, generator=gen) * 20).clamp(0, 255).to(torch.uint8)
+        return x, y
+
+    (train_x, train_y), (test_x, test_y) = make(per_class_train), make(per_class_test)
+    return ImageArrays(train_x, train_y, test_x, test_y)
+
+
+@pytest.mark.parametrize("target", ["resnet20", "zenkenet"])
+def test_split_cifar100_epoch_based_best_validation(target) -> None:
+    cfg = resolve_config("split_cifar100", overrides={
+        "target": target, "tasks": 2, "epochs": 2, "validation_size": 20, "eval_every": 2,
+        "progress": False, "hnet_hidden": "8", "embedding_size": 4})
+    assert cfg.model_selection == "best_val"
+    stream = build_stream(cfg, _generated_cifar())
+    assert stream.tasks[0].train_x.shape[1:] == (3, 32, 32) and len(stream.tasks[1].test_x) == 40
+    result = train_continual(cfg, stream=stream)
+    assert len(result.accuracy_matrix) == 2 and all(0 <= a <= 100 for a in result.accuracy_matrix[-1])

@@ -1,0 +1,73 @@
+"""The semi-binary mask: percentile, zero share, soft kept values, output bias, ramp."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hypermask.masks import layer_masks, percentile_threshold, ramped_sparsity, semi_binary_mask
+from hypermask.methods import HyperMask
+from hypermask.nets import MLP, split_flat
+
+from conftest import small_config
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 400, 10_001])
+@pytest.mark.parametrize("percent", [0.0, 12.5, 30.0, 50.0, 99.0])
+def test_percentile_matches_torch_quantile(n: int, percent: float) -> None:
+    values = torch.rand(n, generator=torch.Generator().manual_seed(n))
+    expected = torch.quantile(values, percent / 100.0)
+    assert torch.allclose(percentile_threshold(values, percent), expected)
+
+
+@pytest.mark.parametrize("percent", [10.0, 30.0, 75.0])
+def test_share_of_zeros_and_soft_kept_values(percent: float) -> None:
+    raw = torch.randn(300, 200, generator=torch.Generator().manual_seed(0))
+    mask = semi_binary_mask(raw, percent)
+    soft = torch.tanh(raw).abs()
+    zero_share = float((mask == 0).float().mean())
+    assert abs(zero_share - percent / 100.0) < 1.0 / raw.numel() + 1e-9
+    kept = mask != 0
+    assert torch.equal(mask[kept], soft[kept])  # kept entries keep their soft value
+    assert float(mask[kept].min()) >= float(torch.quantile(soft, percent / 100.0))
+
+
+def test_zero_percent_is_plain_soft_mask() -> None:
+    raw = torch.randn(50, 40)
+    assert torch.equal(semi_binary_mask(raw, 0.0), torch.tanh(raw).abs())
+
+
+def test_threshold_gets_no_gradient_but_kept_entries_do() -> None:
+    raw = torch.randn(100, requires_grad=True)
+    semi_binary_mask(raw, 50.0).sum().backward()
+    soft = torch.tanh(raw.detach()).abs()
+    kept = soft >= torch.quantile(soft, 0.5)
+    assert torch.all(raw.grad[~kept] == 0)
+    assert torch.all(raw.grad[kept] != 0)
+
+
+def test_each_tensor_has_its_own_percentile() -> None:
+    small = torch.full((100,), 0.01) + torch.linspace(0, 0.001, 100)
+    large = torch.full((100,), 3.0) + torch.linspace(0, 0.1, 100)
+    masks = layer_masks([small, large, torch.zeros(3)], 40.0)
+    assert int((masks[0] == 0).sum()) == 40 and int((masks[1] == 0).sum()) == 40
+
+
+def test_output_bias_is_never_masked() -> None:
+    cfg = small_config(p=60.0)
+    target = MLP(784, [20], 2)
+    method = HyperMask(cfg, target, num_tasks=2)
+    raw = method.hnet(method.embeddings[:1])[0]
+    weights, masks = method.masked_weights(raw, 60.0)
+    assert weights[-1] is method.theta[-1]  # effective output bias = θ_L
+    assert torch.allclose(masks[-1], torch.tanh(split_flat(raw, method.masked_shapes)[-1]).abs())
+    for index in range(len(weights) - 1):  # every other tensor: θ ⊙ M with ~60 % zeros
+        zeros = float((weights[index] == 0).float().mean())
+        assert abs(zeros - 0.6) < 0.05
+
+
+def test_first_task_ramp() -> None:
+    assert ramped_sparsity(30.0, 0, 0, 100) == 0.0
+    assert ramped_sparsity(30.0, 0, 50, 100) == pytest.approx(15.0)
+    assert ramped_sparsity(30.0, 0, 99, 100) == pytest.approx(29.7)
+    assert ramped_sparsity(30.0, 1, 0, 100) == 30.0

@@ -1,0 +1,76 @@
+"""The continual loop on real MNIST: determinism, keeping old tasks, resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from hypermask.data import build_stream
+from hypermask.train import train_continual
+
+from conftest import small_config
+
+
+def _run(cfg, mnist, **kwargs):
+    return train_continual(cfg, stream=build_stream(cfg, mnist), **kwargs)
+
+
+def test_same_seed_same_metrics(mnist) -> None:
+    cfg = small_config(iterations=25, seed=3)
+    first, second = _run(cfg, mnist), _run(cfg, mnist)
+    assert first.accuracy_matrix == second.accuracy_matrix
+    other = _run(small_config(iterations=25, seed=4), mnist)
+    assert other.accuracy_matrix != first.accuracy_matrix
+
+
+def test_accuracy_matrix_is_remeasured_every_task(mnist) -> None:
+    cfg = small_config(tasks=3, iterations=40)
+    reports = []
+    result = _run(cfg, mnist, on_task_end=reports.append)
+    assert [r.task for r in reports] == [0, 1, 2]
+    assert [len(row) for row in result.accuracy_matrix] == [1, 2, 3]
+    assert all(r.num_tasks == 3 for r in reports)
+    assert result.metrics["average_accuracy"] > 90.0  # two-class MNIST tasks are easy
+    assert 0.0 <= result.metrics["task_inference_accuracy"] <= 100.0
+
+
+def test_hypermask_keeps_first_task_while_finetuning_forgets(mnist) -> None:
+    settings = dict(tasks=3, iterations=250, train_subset=4000, target_hidden="100,100")
+    hypermask = _run(small_config("permuted_mnist", **settings), mnist)
+    finetune = _run(small_config("permuted_mnist", method="finetune", **settings), mnist)
+    kept = hypermask.accuracy_matrix[-1][0]
+    forgot = finetune.accuracy_matrix[-1][0]
+    assert hypermask.accuracy_matrix[0][0] > 80.0 and finetune.accuracy_matrix[0][0] > 80.0
+    assert kept - forgot > 15.0, (kept, forgot)
+    assert hypermask.metrics["forgetting"] < finetune.metrics["forgetting"]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_the_same_result(mnist, tmp_path) -> None:
+    cfg = small_config(tasks=3, iterations=30)
+    uninterrupted = _run(cfg, mnist)
+
+    def stop_after_second_task(report):
+        if report.task == 1:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        _run(cfg, mnist, checkpoint_dir=tmp_path, on_task_end=stop_after_second_task)
+    seen = []
+    resumed = _run(cfg, mnist, checkpoint_dir=tmp_path, on_task_end=lambda r: seen.append(r.task))
+    assert seen == [2]  # only the unfinished task was trained again
+    assert resumed.accuracy_matrix == uninterrupted.accuracy_matrix
+
+
+@pytest.mark.parametrize("method", ["hnet", "finetune"])
+def test_baselines_run_in_the_same_loop(mnist, method) -> None:
+    result = _run(small_config(method=method, iterations=40), mnist)
+    assert len(result.accuracy_matrix) == 2
+    assert result.accuracy_matrix[0][0] > 60.0
+
+
+def test_chunked_hypernetwork_trains(mnist) -> None:
+    result = _run(small_config(chunk_size=5000, iterations=40), mnist)
+    assert result.accuracy_matrix[0][0] > 60.0
