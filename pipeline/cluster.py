@@ -1,0 +1,52 @@
+"""Ray: connect to a cluster (``RAY_ADDRESS``) or start a local one in-process; size trials to it."""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+import ray
+
+from pipeline.params import Params
+
+
+def ray_address(params: Params) -> str:
+    """``RAY_ADDRESS``, else params' ``ray.address``, else ``local`` (always a new in-process Ray, never
+    an unrelated cluster that happens to run on this machine)."""
+    return os.environ.get("RAY_ADDRESS", "").strip() or params.ray_address or "local"
+
+
+@contextmanager
+def ray_session(params: Params) -> Iterator[dict[str, float]]:
+    """Ray for the duration of a stage; yields the cluster's resources. An already initialised Ray (a
+    test's, or a job driver's) is used as it is and left running."""
+    started = not ray.is_initialized()
+    if started:
+        address = ray_address(params)
+        ray.init(address=address, include_dashboard=False if address == "local" else None,
+                 logging_level="WARNING")
+    try:
+        yield dict(ray.cluster_resources())
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def plan_resources(cluster: Mapping[str, float], concurrency: int, cpus: float | None = None,
+                   gpus: float | None = None) -> dict[str, float]:
+    """Per-trial ``{"cpu", "gpu"}``: overrides where given, else the cluster shared by ``concurrency``
+    trials (whole CPUs, at least one; a GPU fraction rounded down to 1/100, at most one GPU)."""
+    if cpus is None:
+        cpus = float(max(1, int(cluster.get("CPU", 1) // concurrency)))
+    if gpus is None:
+        total = cluster.get("GPU", 0.0)
+        gpus = min(1.0, math.floor(100 * total / concurrency) / 100) if total else 0.0
+    return {"cpu": cpus, "gpu": gpus}
+
+
+def runtime_settings(resources: Mapping[str, float], data_root: str) -> dict[str, object]:
+    """Library settings that follow from where a trial runs: threads = its CPUs, CUDA when it has a GPU."""
+    return {"threads": max(1, int(resources["cpu"])), "device": "cuda" if resources["gpu"] > 0 else "cpu",
+            "data_root": data_root, "progress": False}

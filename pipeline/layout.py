@@ -1,0 +1,46 @@
+"""Where the pipeline reads and writes, relative to the project root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of one project checkout (all absolute)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> "Layout":
+        return cls(Path(root).expanduser().resolve())
+
+    @property
+    def params_file(self) -> Path:
+        return self.root / "params.yaml"
+
+    def study_file(self, name: str) -> Path:
+        return self.root / "studies" / f"{name}.yaml"
+
+    def tune_dir(self, name: str) -> Path:
+        """DVC output of ``tune@name``: the search summary."""
+        return self.root / "results" / "tune" / name
+
+    def final_dir(self, name: str) -> Path:
+        """DVC output of ``final@name``: one record per seed."""
+        return self.root / "results" / "final" / name
+
+    def metrics_file(self, name: str) -> Path:
+        """DVC metrics of ``final@name`` (mean and std over seeds)."""
+        return self.root / "metrics" / f"{name}.json"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def resolve(self, path: str) -> str:
+        """``path`` made absolute against the root unless it is absolute or a URI (``s3://...``)."""
+        if "://" in path or Path(path).is_absolute():
+            return path
+        return str(self.root / path)

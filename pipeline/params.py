@@ -1,0 +1,157 @@
+"""``params.yaml``: which studies run, their budgets, seeds, resources and tracking; validated on load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypermask.config import setting_names
+
+from pipeline import schema
+from pipeline.errors import PipelineError
+from pipeline.schema import bad
+
+SOURCE = "params.yaml"
+PATCH_KEYS = ("budget", "fixed", "final")
+BUDGET_KEYS = ("trials", "concurrency")
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named size of the pipeline: the studies it runs and how it shrinks or grows them."""
+
+    name: str
+    run: list[str]
+    override: dict[str, Any] = field(default_factory=dict)
+    study_override: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def patch_for(self, study: str) -> dict[str, Any]:
+        """What this profile lays over ``studies/<study>.yaml`` (the common part, then the study's own)."""
+        return schema.deep_merge(self.override, self.study_override.get(study, {}))
+
+
+@dataclass(frozen=True)
+class Params:
+    """Validated pipeline settings (``profile`` is the active one)."""
+
+    profile: Profile
+    studies: list[str]
+    search_seed: int
+    startup_trials: int
+    grace_tasks: int
+    reduction_factor: float
+    cpus_per_trial: float | None  # None: detected from the cluster
+    gpus_per_trial: float | None
+    ray_address: str
+    ray_storage: str
+    max_failures: int
+    tracking_uri: str
+    data_root: str
+
+    def runs(self, study: str) -> bool:
+        """Whether the active profile runs ``study``."""
+        return study in self.profile.run
+
+    def require_study(self, study: str) -> None:
+        if study not in self.studies:
+            raise PipelineError(f"{SOURCE}: study '{study}' is not listed in 'studies' "
+                                f"(known: {', '.join(self.studies)})")
+
+
+def _patch(value: Any, key: str) -> dict[str, Any]:
+    """Check the shape of a profile's override (values are checked when the study is loaded)."""
+    patch = schema.mapping(value, SOURCE, key, allowed=PATCH_KEYS)
+    known = set(setting_names())
+    budget = schema.mapping(patch.get("budget"), SOURCE, f"{key}.budget", allowed=known | set(BUDGET_KEYS))
+    for name in BUDGET_KEYS:
+        if name in budget:
+            schema.integer(budget[name], SOURCE, f"{key}.budget.{name}")
+    schema.mapping(patch.get("fixed"), SOURCE, f"{key}.fixed", allowed=known - {"seed"})
+    final = schema.mapping(patch.get("final"), SOURCE, f"{key}.final", allowed=("seeds",))
+    if "seeds" in final:
+        seeds(final["seeds"], SOURCE, f"{key}.final.seeds")
+    return patch
+
+
+def seeds(value: Any, source: str, key: str) -> list[int]:
+    """A non-empty list of distinct non-negative integer seeds."""
+    if not isinstance(value, list) or not value or len(set(map(str, value))) != len(value):
+        raise bad(source, key, "must be a non-empty list of distinct integers", value)
+    return [schema.integer(v, source, key, minimum=0) for v in value]
+
+
+def _profile(name: str, value: Any, studies: list[str]) -> Profile:
+    key = f"profiles.{name}"
+    data = schema.mapping(value, SOURCE, key, allowed=("run", "override", "study_override"),
+                          required=("run",))
+    run = schema.names(data["run"], SOURCE, f"{key}.run", choices=studies)
+    per_study = schema.mapping(data.get("study_override"), SOURCE, f"{key}.study_override", allowed=studies)
+    return Profile(name, run, _patch(data.get("override"), f"{key}.override"),
+                   {s: _patch(p, f"{key}.study_override.{s}") for s, p in per_study.items()})
+
+
+def _resource(value: Any, key: str, minimum: float, positive: bool) -> float | None:
+    if value == AUTO:
+        return None
+    return schema.number(value, SOURCE, key, minimum=minimum, positive=positive)
+
+
+def _text(value: Any, key: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise bad(SOURCE, key, "must be a string", value)
+    return value.strip()
+
+
+def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
+    """Validate the contents of ``params.yaml``; ``profile`` replaces its ``profile`` key when given."""
+    data = schema.mapping(data, SOURCE, "", required=("profile", "studies", "profiles"), allowed=(
+        "profile", "studies", "profiles", "search", "asha", "resources", "ray", "tracking", "data"))
+    studies = schema.names(data["studies"], SOURCE, "studies")
+    profiles = schema.mapping(data["profiles"], SOURCE, "profiles")
+    chosen = profile or data["profile"]
+    if chosen not in profiles:
+        raise bad(SOURCE, "profile", f"must name one of the profiles ({', '.join(profiles)})", chosen)
+    active = _profile(chosen, profiles[chosen], studies)
+    for other, value in profiles.items():  # every profile is checked, not only the active one
+        if other != chosen:
+            _profile(other, value, studies)
+    search = schema.mapping(data.get("search"), SOURCE, "search", allowed=("seed", "startup_trials"))
+    asha = schema.mapping(data.get("asha"), SOURCE, "asha", allowed=("grace_tasks", "reduction_factor"))
+    resources = schema.mapping(data.get("resources"), SOURCE, "resources",
+                               allowed=("cpus_per_trial", "gpus_per_trial"))
+    ray = schema.mapping(data.get("ray"), SOURCE, "ray", allowed=("address", "storage", "max_failures"))
+    tracking = schema.mapping(data.get("tracking"), SOURCE, "tracking", allowed=("uri",))
+    data_cfg = schema.mapping(data.get("data"), SOURCE, "data", allowed=("root",))
+    reduction = schema.number(asha.get("reduction_factor", 2), SOURCE, "asha.reduction_factor")
+    if reduction <= 1:
+        raise bad(SOURCE, "asha.reduction_factor", "must be a number > 1", reduction)
+    storage = _text(ray.get("storage", "ray_storage"), "ray.storage")
+    root = _text(data_cfg.get("root", "data"), "data.root")
+    if not storage:
+        raise bad(SOURCE, "ray.storage", "must name a folder or URI", ray.get("storage"))
+    if not root:
+        raise bad(SOURCE, "data.root", "must name a folder", data_cfg.get("root"))
+    return Params(
+        profile=active,
+        studies=studies,
+        search_seed=schema.integer(search.get("seed", 0), SOURCE, "search.seed", minimum=0),
+        startup_trials=schema.integer(search.get("startup_trials", 4), SOURCE, "search.startup_trials"),
+        grace_tasks=schema.integer(asha.get("grace_tasks", 1), SOURCE, "asha.grace_tasks"),
+        reduction_factor=reduction,
+        cpus_per_trial=_resource(resources.get("cpus_per_trial", AUTO), "resources.cpus_per_trial", 0, True),
+        gpus_per_trial=_resource(resources.get("gpus_per_trial", AUTO), "resources.gpus_per_trial", 0, False),
+        ray_address=_text(ray.get("address"), "ray.address"),
+        ray_storage=storage,
+        max_failures=schema.integer(ray.get("max_failures", 2), SOURCE, "ray.max_failures", minimum=0),
+        tracking_uri=_text(tracking.get("uri"), "tracking.uri"),
+        data_root=root,
+    )
+
+
+def load_params(path: Path, profile: str | None = None) -> Params:
+    """Read and validate ``params.yaml`` (raises :class:`PipelineError` with one line)."""
+    return parse_params(schema.read_yaml(path), profile)

@@ -1,0 +1,106 @@
+"""Figures of the pipeline: accuracy matrices, accuracy per task over time, search results, paper
+comparison. Built as bare matplotlib Figures (no pyplot state), so they are safe in any process."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+
+
+def accuracy_heatmap(matrix: Sequence[Sequence[float]], title: str) -> Figure:
+    """Accuracy matrix R: row i = accuracies of tasks 0..i after training task i."""
+    n = len(matrix)
+    grid = [[row[j] if j < len(row) else math.nan for j in range(n)] for row in matrix]
+    fig = Figure(figsize=(max(4.0, 1.6 + 0.6 * n), max(3.0, 1.2 + 0.5 * n)), layout="constrained")
+    ax = fig.subplots()
+    low = min(min(r) for r in matrix)
+    image = ax.imshow(grid, cmap="viridis", vmin=low, vmax=100)
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            bright = value > (low + 100) / 2
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7,
+                    color="black" if bright else "white")
+    ax.set_xticks(range(n), [str(j + 1) for j in range(n)])
+    ax.set_yticks(range(n), [str(i + 1) for i in range(n)])
+    ax.set_xlabel("evaluated task")
+    ax.set_ylabel("after training task")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    return fig
+
+
+def accuracy_over_time(matrix: Sequence[Sequence[float]], title: str) -> Figure:
+    """Accuracy of every task after each later task (a flat line means no forgetting)."""
+    n = len(matrix)
+    fig = Figure(figsize=(5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for j in range(n):
+        steps = list(range(j, n))
+        ax.plot([t + 1 for t in steps], [matrix[t][j] for t in steps], marker="o", label=f"task {j + 1}")
+    ax.set_xticks(range(1, n + 1))
+    ax.set_xlabel("after training task")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncols=2)
+    return fig
+
+
+def search_results(trials: Sequence[dict[str, Any]], space: dict[str, dict[str, list]], metric: str,
+                   title: str) -> Figure:
+    """Each searched parameter against the objective, for the trials that reached the last task."""
+    names = list(space)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(3.3 * cols, 2.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    finished = [t for t in trials if t["outcome"] == "completed"]
+    for ax, name in zip(axes, names):
+        kind, args = next(iter(space[name].items()))
+        xs = [t["config"].get(name) for t in finished]
+        ys = [t["metrics"][metric] for t in finished]
+        if kind == "choice":
+            labels = [str(a) for a in args]
+            ax.set_xticks(range(len(labels)), labels, fontsize=7)
+            ax.set_xlim(-0.5, len(labels) - 0.5)
+            xs = [labels.index(str(x)) for x in xs]
+        elif kind == "loguniform":
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.scatter(xs, ys, s=18)
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric, fontsize=8)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title} ({len(finished)} of {len(trials)} trials reached the last task)", fontsize=9)
+    return fig
+
+
+def paper_comparison(rows: Sequence[tuple[str, float, float, float | None, float | None]]) -> Figure:
+    """Our average accuracy (mean ± std over seeds) beside the published one, per study."""
+    fig = Figure(figsize=(1.5 + 1.4 * len(rows), 3.4), layout="constrained")
+    ax = fig.subplots()
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r[1] for r in rows], 0.4, yerr=[r[2] for r in rows], label="this run")
+    known = [(x, r) for x, r in zip(xs, rows) if r[3] is not None]
+    ax.bar([x + 0.2 for x, _ in known], [r[3] for _, r in known], 0.4,
+           yerr=[r[4] or 0.0 for _, r in known], label="paper")
+    ax.set_xticks(list(xs), [r[0] for r in rows], fontsize=7, rotation=15)
+    low = min([r[1] for r in rows] + [r[3] for _, r in known])
+    ax.set_ylim(max(0.0, low - 5), 100)
+    ax.set_ylabel("average accuracy (%)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path

@@ -1,0 +1,137 @@
+"""One Ray Tune experiment of a study stage, tracked in MLflow and resumable: shared by tune and final."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from pipeline import tracking
+from pipeline.cluster import plan_resources, ray_session, runtime_settings
+from pipeline.layout import Layout
+from pipeline.params import Params
+from pipeline.results import TASK_METRICS, TIME_ATTR, outcome
+from pipeline.studies import Study
+from pipeline.trainable import run_trial
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What a stage asks Ray Tune to run for one study."""
+
+    stage: str  # "tune" or "final"
+    study: Study
+    key: str  # fingerprint of everything that defines the results: names the Tune folder and MLflow run
+    num_samples: int
+    param_space: dict[str, Any] = field(default_factory=dict)
+    searcher: Any = None
+    scheduler: Any = None
+    save_models: bool = False
+    parent_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}-{self.study.name}-{self.key}"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A finished trial as the stage outputs see it."""
+
+    trial_id: str
+    config: dict[str, Any]
+    outcome: str
+    tasks_done: int
+    metrics: dict[str, float]
+    accuracy_matrix: list[list[float]]
+    run_id: str
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class StageRun:
+    """The outcome of :func:`run_experiment`; the parent run is still open for the stage's summary."""
+
+    records: list[TrialRecord]
+    client: MlflowClient
+    experiment_id: str
+    parent_id: str
+    resources: dict[str, float]
+    wall_s: float
+
+    def close(self, metrics: dict[str, float], status: str = "FINISHED") -> None:
+        """Log the stage's summary metrics on the parent run and end it."""
+        for key, value in metrics.items():
+            self.client.log_metric(self.parent_id, key, float(value))
+        self.client.set_terminated(self.parent_id, status=status)
+
+
+def _tuner(layout: Layout, params: Params, exp: Experiment, trainable: Any, uri: str) -> tune.Tuner:
+    """A new Tuner, or the interrupted experiment of the same key restored (finished trials are kept)."""
+    storage = layout.resolve(params.ray_storage)
+    path = f"{storage.rstrip('/')}/{exp.name}"
+    if tune.Tuner.can_restore(path):
+        print(f"resuming {exp.name} from {path}", flush=True)
+        return tune.Tuner.restore(path, trainable, resume_errored=True)
+    return tune.Tuner(
+        trainable,
+        param_space=exp.param_space,
+        tune_config=tune.TuneConfig(num_samples=exp.num_samples, max_concurrent_trials=exp.study.concurrency,
+                                    search_alg=exp.searcher, scheduler=exp.scheduler, reuse_actors=False),
+        run_config=tune.RunConfig(
+            name=exp.name, storage_path=storage, verbose=1,
+            failure_config=tune.FailureConfig(max_failures=params.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, exp.key, exp.save_models)]),
+    )
+
+
+def _record(result: Any, runs: dict[str, str]) -> TrialRecord:
+    metrics = dict(result.metrics or {})
+    trial_id = str(metrics.get("trial_id", ""))
+    error = "" if result.error is None else (str(result.error).strip().splitlines() or [""])[-1][:300]
+    return TrialRecord(
+        trial_id=trial_id,
+        config=dict(result.config or {}),
+        outcome=outcome(metrics, error=result.error is not None),
+        tasks_done=int(metrics.get(TIME_ATTR, 0)),
+        metrics={k: float(v) for k, v in metrics.items() if (k in TASK_METRICS or k.endswith("_accuracy"))
+                 and isinstance(v, (int, float)) and not isinstance(v, bool)},
+        accuracy_matrix=list(metrics.get("accuracy_matrix") or []),
+        run_id=runs.get(trial_id, ""),
+        error=error or str(metrics.get("error_message", "")),
+    )
+
+
+def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
+    """Check MLflow, open the parent run, run (or resume) the Tune experiment, collect its trials."""
+    started = time.perf_counter()
+    uri = tracking.tracking_uri(layout, params.tracking_uri)
+    client = tracking.connect(uri)  # fails here, before Ray or any trial starts
+    experiment_id = tracking.ensure_experiment(client, exp.study.name)
+    parent_id, created = tracking.ensure_run(client, experiment_id, exp.stage,
+                                             {tracking.TAG_STAGE: exp.stage, tracking.TAG_KEY: exp.key})
+    if created:
+        tracking.log_params(client, parent_id, exp.parent_params)
+        client.log_dict(parent_id, exp.study.to_dict(), "study.json")
+    try:
+        with ray_session(params) as cluster:
+            resources = plan_resources(cluster, exp.study.concurrency, params.cpus_per_trial,
+                                       params.gpus_per_trial)
+            runtime = runtime_settings(resources, layout.resolve(params.data_root))
+            trainable = tune.with_resources(
+                tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models),
+                resources)
+            grid = _tuner(layout, params, exp, trainable, uri).fit()
+    except BaseException:
+        client.set_terminated(parent_id, status="KILLED")
+        raise
+    runs = tracking.child_runs(client, experiment_id, parent_id)
+    records = [_record(result, runs) for result in grid]
+    return StageRun(records, client, experiment_id, parent_id, resources, time.perf_counter() - started)

@@ -1,0 +1,199 @@
+"""``studies/<name>.yaml``: one declarative study (benchmark, method, fixed settings, search space, budget,
+objective, final seeds, the paper's number), with the active profile's override laid over it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from hypermask.config import BENCHMARKS, METHODS, Config, ConfigError, resolve_config, setting_names
+
+from pipeline import schema
+from pipeline.errors import PipelineError
+from pipeline.layout import Layout
+from pipeline.params import BUDGET_KEYS, Profile, seeds
+from pipeline.schema import bad
+
+OBJECTIVES = {"average_accuracy": "max", "backward_transfer": "max", "forgetting": "min"}
+KINDS = ("choice", "uniform", "loguniform", "int")
+STUDY_KEYS = ("description", "benchmark", "method", "fixed", "search_space", "budget", "objective", "final",
+              "paper", "initial_points")
+RESERVED = {"seed", "benchmark", "method"}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched setting: ``choice`` of values, or a ``uniform``/``loguniform``/``int`` range."""
+
+    kind: str
+    args: tuple
+
+    def distribution(self):
+        """The Optuna distribution of this dimension."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.kind == "choice":
+            return CategoricalDistribution(list(self.args))
+        if self.kind == "int":
+            return IntDistribution(int(self.args[0]), int(self.args[1]))
+        return FloatDistribution(self.args[0], self.args[1], log=self.kind == "loguniform")
+
+    @property
+    def log(self) -> bool:
+        return self.kind == "loguniform"
+
+    def contains(self, value: Any) -> bool:
+        if self.kind == "choice":
+            return value in self.args
+        return not isinstance(value, bool) and isinstance(value, (int, float)) \
+            and self.args[0] <= value <= self.args[1]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study: what to search, how much, what to maximise, which seeds the final runs use."""
+
+    name: str
+    benchmark: str
+    method: str
+    description: str
+    fixed: dict[str, Any]
+    space: dict[str, Dimension]
+    trials: int
+    concurrency: int
+    budget: dict[str, Any]  # per-trial budget settings (tasks, iterations, train_subset, ...)
+    metric: str
+    mode: str
+    seeds: list[int]
+    paper: dict[str, Any] = field(default_factory=dict)
+    initial_points: list[dict[str, Any]] = field(default_factory=list)
+
+    def settings(self, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        """Library settings of a run: fixed, then budget, then the chosen (searched) values."""
+        return {**self.fixed, **self.budget, **chosen}
+
+    def config(self, chosen: Mapping[str, Any], seed: int, runtime: Mapping[str, Any] | None = None) -> Config:
+        """The library :class:`Config` of one run (``runtime``: threads, device, data_root, progress)."""
+        return resolve_config(self.benchmark, self.method, seed, {**self.settings(chosen), **(runtime or {})})
+
+    @property
+    def tasks(self) -> int:
+        """Number of tasks of every run of this study (the ASHA rungs are task boundaries)."""
+        return self.config({}, 1).tasks
+
+    def describe(self) -> dict[str, Any]:
+        """Flat description for the MLflow parent run's params."""
+        return {"benchmark": self.benchmark, "method": self.method, "trials": self.trials,
+                "concurrency": self.concurrency, "objective": f"{self.mode} {self.metric}",
+                "seeds": self.seeds, **{f"fixed.{k}": v for k, v in self.fixed.items()},
+                **{f"budget.{k}": v for k, v in self.budget.items()},
+                **{f"space.{k}": f"{d.kind}{list(d.args)}" for k, d in self.space.items()}}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["space"] = {k: {v.kind: list(v.args)} for k, v in self.space.items()}
+        return data
+
+    def fingerprint(self, **extra: Any) -> str:
+        """Short hash of everything that defines this study's results (plus ``extra``)."""
+        text = json.dumps({"study": self.to_dict(), **extra}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _dimension(value: Any, source: str, key: str) -> Dimension:
+    spec = schema.mapping(value, source, key, allowed=KINDS)
+    if len(spec) != 1:
+        raise bad(source, key, f"must have exactly one of {', '.join(KINDS)}", value)
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        if not isinstance(args, list) or not args or len({json.dumps(a) for a in args}) != len(args) \
+                or not all(a is None or isinstance(a, (bool, int, float, str)) for a in args):
+            raise bad(source, f"{key}.choice", "must be a list of distinct scalar values", args)
+        return Dimension(kind, tuple(args))
+    if not isinstance(args, list) or len(args) != 2:
+        raise bad(source, f"{key}.{kind}", "must be [low, high]", args)
+    if kind == "int":
+        low, high = (schema.integer(a, source, f"{key}.int", minimum=-(2**31)) for a in args)
+    else:
+        low, high = (schema.number(a, source, f"{key}.{kind}", positive=kind == "loguniform") for a in args)
+    if not low < high:
+        raise bad(source, f"{key}.{kind}", "must have low < high", args)
+    return Dimension(kind, (low, high))
+
+
+def _resolve(benchmark: str, method: str, settings: Mapping[str, Any], source: str, key: str) -> Config:
+    try:
+        return resolve_config(benchmark, method, 1, settings)
+    except ConfigError as err:
+        raise PipelineError(f"{source}: '{key}': {err}") from None
+
+
+def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
+    """Validate a study mapping; ``source`` names the file (and profile) in error messages."""
+    data = schema.mapping(data, source, "", allowed=STUDY_KEYS,
+                          required=("benchmark", "search_space", "budget", "final"))
+    benchmark, method = data["benchmark"], data.get("method", "hypermask")
+    if benchmark not in BENCHMARKS:
+        raise bad(source, "benchmark", f"must be one of {', '.join(BENCHMARKS)}", benchmark)
+    if method not in METHODS:
+        raise bad(source, "method", f"must be one of {', '.join(METHODS)}", method)
+    known = set(setting_names()) - RESERVED
+    fixed = schema.mapping(data.get("fixed"), source, "fixed", allowed=known)
+    budget = schema.mapping(data["budget"], source, "budget", allowed=known | set(BUDGET_KEYS),
+                            required=BUDGET_KEYS)
+    trials = schema.integer(budget.pop("trials"), source, "budget.trials")
+    concurrency = schema.integer(budget.pop("concurrency"), source, "budget.concurrency")
+    raw_space = schema.mapping(data["search_space"], source, "search_space", allowed=known)
+    if not raw_space:
+        raise bad(source, "search_space", "must search at least one setting", raw_space)
+    space = {k: _dimension(v, source, f"search_space.{k}") for k, v in raw_space.items()}
+    for key in space:
+        if key in fixed or key in budget:
+            raise bad(source, f"search_space.{key}", "is also set in 'fixed' or 'budget'", raw_space[key])
+    base = {**fixed, **budget}
+    _resolve(benchmark, method, base, source, "fixed")
+    for key, dim in space.items():
+        probes = list(dim.args)
+        if dim.kind in ("uniform", "loguniform"):  # a fractional value catches integer-only settings
+            probes.append(dim.args[0] + 0.377 * (dim.args[1] - dim.args[0]))
+        for probe in probes:
+            _resolve(benchmark, method, {**base, key: probe}, source, f"search_space.{key}")
+    objective = schema.mapping(data.get("objective"), source, "objective", allowed=("metric", "mode"))
+    metric = objective.get("metric", "average_accuracy")
+    if metric not in OBJECTIVES:
+        raise bad(source, "objective.metric", f"must be one of {', '.join(OBJECTIVES)}", metric)
+    mode = objective.get("mode", OBJECTIVES[metric])
+    if mode not in ("max", "min"):
+        raise bad(source, "objective.mode", "must be 'max' or 'min'", mode)
+    final = schema.mapping(data["final"], source, "final", allowed=("seeds",), required=("seeds",))
+    paper = schema.mapping(data.get("paper"), source, "paper", allowed=("average_accuracy", "std", "source"))
+    for key in ("average_accuracy", "std"):
+        if paper.get(key) is not None:
+            schema.number(paper[key], source, f"paper.{key}", minimum=0)
+    points = data.get("initial_points") or []
+    if not isinstance(points, list):
+        raise bad(source, "initial_points", "must be a list of mappings", points)
+    for i, point in enumerate(points):
+        point = schema.mapping(point, source, f"initial_points[{i}]", allowed=space, required=space)
+        for key, value in point.items():
+            if not space[key].contains(value):
+                raise bad(source, f"initial_points[{i}].{key}", "must lie in the search space", value)
+    return Study(name=name, benchmark=benchmark, method=method, description=str(data.get("description", "")),
+                 fixed=fixed, space=space, trials=trials, concurrency=concurrency, budget=budget,
+                 metric=metric, mode=mode, seeds=seeds(final["seeds"], source, "final.seeds"),
+                 paper=paper, initial_points=[dict(p) for p in points])
+
+
+def load_study(layout: Layout, name: str, profile: Profile | None = None) -> Study:
+    """Read ``studies/<name>.yaml`` and lay ``profile``'s override over it before validating."""
+    path = layout.study_file(name)
+    data = schema.read_yaml(path)
+    source = f"studies/{name}.yaml"
+    if profile is not None:
+        patch = profile.patch_for(name)
+        if patch:
+            data = schema.deep_merge(data, patch)
+            source += f" (with profile '{profile.name}' of params.yaml)"
+    return parse_study(name, data, source)

@@ -1,0 +1,191 @@
+"""MLflow: tracking URI and reachability check, one experiment per study, a parent run per stage of a
+study, a child run per trial logged from the driver by a Ray Tune callback (one writer, no duplicates)."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from pipeline.errors import PipelineError
+from pipeline.layout import Layout
+from pipeline.results import COMPLETED, PRUNED, TASK_METRICS, TIME_ATTR, outcome
+
+URI_ENV = "MLFLOW_TRACKING_URI"
+TAG_STAGE, TAG_KEY, TAG_TRIAL, TAG_OUTCOME = ("hypermask.stage", "hypermask.key", "hypermask.trial_id",
+                                               "hypermask.outcome")
+TAG_PARENT = "mlflow.parentRunId"
+MODEL_DIR = "model"
+
+
+def tracking_uri(layout: Layout, configured: str = "") -> str:
+    """``MLFLOW_TRACKING_URI``, else params' ``tracking.uri``, else ``sqlite:///<root>/mlflow.db``.
+
+    A relative sqlite path is made absolute against the project root (relative URIs break inside Ray
+    trial folders)."""
+    uri = os.environ.get(URI_ENV, "").strip() or configured or "mlflow.db"
+    if "://" not in uri:
+        uri = f"sqlite:///{uri}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{layout.root / uri[len('sqlite:///'):]}"
+    return uri
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """For a sqlite store: ``mlartifacts/<experiment>`` beside the database; a server decides itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / experiment).as_uri()
+
+
+def connect(uri: str) -> MlflowClient:
+    """A client for ``uri``, checked before any compute; raises a one-line :class:`PipelineError`."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise PipelineError(f"MLflow tracking server {uri} is unreachable ({reason}); start it, or unset "
+                                f"{URI_ENV} to use the embedded sqlite store") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            raise PipelineError(f"MLflow tracking store {uri}: folder {folder} does not exist")
+    client = MlflowClient(uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as err:  # any backend error means the store is unusable
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise PipelineError(f"MLflow tracking store {uri} is unusable: {first}") from None
+    return client
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """Id of experiment ``name`` (one per study), created on first use."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name))
+
+
+def ensure_run(client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, str],
+               parent_id: str | None = None) -> tuple[str, bool]:
+    """The run carrying ``tags`` (under ``parent_id``), created if absent; returns (run id, created).
+
+    Looking runs up by tags instead of remembering ids is what makes a retried trial, a restored
+    study or a re-run stage continue its own run rather than add a duplicate."""
+    wanted = {**tags, **({TAG_PARENT: parent_id} if parent_id else {})}
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in wanted.items())
+    found = client.search_runs([experiment_id], filter_string=query, max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+        if found[0].info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        return run_id, False
+    return client.create_run(experiment_id, run_name=name, tags=dict(wanted)).info.run_id, True
+
+
+def log_params(client: MlflowClient, run_id: str, values: Mapping[str, Any]) -> None:
+    """Log ``values`` as params (once, when the run is created)."""
+    client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in values.items()])
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> dict[str, str]:
+    """Trial id -> child run id under ``parent_id``."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'",
+                              max_results=10000)
+    return {r.data.tags.get(TAG_TRIAL, ""): r.info.run_id for r in runs}
+
+
+class TrialTracker(tune.Callback):
+    """Logs every trial as a child run of the stage's parent run, from the driver only.
+
+    Per task: the objective metrics and the accuracy of every seen task (step = task index). At the end:
+    the outcome tag, the accuracy matrix (JSON and heatmap) and, when asked, the model files. Pickled
+    into the Tune experiment, so it holds names and tags, not clients or ids.
+    """
+
+    def __init__(self, uri: str, experiment: str, stage: str, key: str, log_models: bool) -> None:
+        self.uri, self.experiment, self.stage, self.key, self.log_models = uri, experiment, stage, key, log_models
+        self._reset()
+
+    def _reset(self) -> None:
+        self._client: MlflowClient | None = None
+        self._experiment_id = self._parent_id = ""
+        self._runs: dict[str, str] = {}
+        self._last_step: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("uri", "experiment", "stage", "key", "log_models")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def setup(self, **info: Any) -> None:
+        # The current process's URI wins over the pickled one (a restored study may point elsewhere).
+        self._client = MlflowClient(os.environ.get(URI_ENV) or self.uri)
+        self._experiment_id = ensure_experiment(self._client, self.experiment)
+        self._parent_id, _ = ensure_run(self._client, self._experiment_id, self.stage,
+                                        {TAG_STAGE: self.stage, TAG_KEY: self.key})
+
+    def _run(self, trial: Any) -> str:
+        run_id = self._runs.get(trial.trial_id)
+        if run_id is None:
+            run_id, created = ensure_run(self._client, self._experiment_id, f"{self.stage}-{trial.trial_id}",
+                                         {TAG_TRIAL: trial.trial_id, TAG_STAGE: self.stage}, self._parent_id)
+            if created:
+                log_params(self._client, run_id, trial.config)
+            history = self._client.get_metric_history(run_id, TASK_METRICS[0])
+            self._last_step[trial.trial_id] = max((m.step for m in history), default=-1)
+            self._runs[trial.trial_id] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._run(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self._run(trial)
+        step = int(result.get(TIME_ATTR, 0)) - 1
+        if result.get("models_saved") or result.get("diverged") or step <= self._last_step[trial.trial_id]:
+            return  # not a new task (a re-reported or replayed one is never logged twice)
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(result[k]), now, step) for k in TASK_METRICS]
+        row = result["accuracy_matrix"][-1]
+        metrics += [Metric(f"accuracy_task_{j}", float(v), now, step) for j, v in enumerate(row)]
+        self._client.log_batch(run_id, metrics=metrics)
+        self._last_step[trial.trial_id] = step
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, error=True)
+
+    def _finish(self, trial: Any, error: bool) -> None:
+        from pipeline import plots
+
+        run_id = self._run(trial)
+        result = trial.last_result or {}
+        state = outcome(result, error)
+        self._client.set_tag(run_id, TAG_OUTCOME, state)
+        if result.get("error_message"):
+            self._client.set_tag(run_id, "hypermask.error", str(result["error_message"])[:500])
+        matrix = result.get("accuracy_matrix")
+        if matrix:
+            self._client.log_dict(run_id, {"accuracy_matrix": matrix}, "accuracy_matrix.json")
+            figure = plots.accuracy_heatmap(matrix, f"{self.experiment} {trial.trial_id}")
+            self._client.log_figure(run_id, figure, "accuracy_matrix.png")
+        if self.log_models and state == COMPLETED and trial.checkpoint is not None:
+            with trial.checkpoint.as_directory() as folder:
+                if (Path(folder) / MODEL_DIR).is_dir():
+                    self._client.log_artifacts(run_id, str(Path(folder) / MODEL_DIR), MODEL_DIR)
+        status = {COMPLETED: "FINISHED", PRUNED: "KILLED"}.get(state, "FAILED")
+        self._client.set_terminated(run_id, status=status)

@@ -1,0 +1,76 @@
+"""Stage ``tune@<study>``: the Optuna + ASHA search of one study; writes ``results/tune/<study>/``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.layout import Layout
+from pipeline.outputs import fresh_dir, skipped, write_csv, write_json
+from pipeline.params import Params
+from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED
+from pipeline.runner import Experiment, TrialRecord, run_experiment
+from pipeline.search import build_scheduler, build_searcher
+from pipeline.studies import Study, load_study
+
+SUMMARY = "summary.json"
+
+
+def best_trial(records: list[TrialRecord], study: Study) -> TrialRecord:
+    """The best trial among those that reached the last task (stopped trials are never ranked)."""
+    finished = [r for r in records if r.outcome == COMPLETED]
+    if not finished:
+        counts = Counter(r.outcome for r in records)
+        raise PipelineError(f"study '{study.name}': no trial reached the last task "
+                            f"({', '.join(f'{n} {k}' for k, n in counts.items()) or 'no trials'})")
+    pick = max if study.mode == "max" else min
+    return pick(finished, key=lambda r: r.metrics[study.metric])
+
+
+def trial_rows(records: list[TrialRecord], study: Study) -> list[dict[str, Any]]:
+    """One CSV row per trial: outcome, tasks reached, objective (finished trials only), parameters."""
+    return [{"trial_id": r.trial_id, "outcome": r.outcome, "tasks_done": r.tasks_done,
+             "objective": r.metrics.get(study.metric) if r.outcome == COMPLETED else "",
+             **{k: r.config.get(k) for k in study.space}, "mlflow_run_id": r.run_id} for r in records]
+
+
+def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
+    """Run (or resume) the search of study ``name`` and write its summary and trial table."""
+    params.require_study(name)
+    out = fresh_dir(layout.tune_dir(name))
+    if not params.runs(name):
+        write_json(out / SUMMARY, skipped(name, params.profile.name))
+        return skipped(name, params.profile.name)
+    study = load_study(layout, name, params.profile)
+    key = study.fingerprint(search=[params.search_seed, params.startup_trials],
+                            asha=[params.grace_tasks, params.reduction_factor])
+    experiment = Experiment("tune", study, key, num_samples=study.trials, searcher=build_searcher(study, params),
+                            scheduler=build_scheduler(study, params),
+                            parent_params={"profile": params.profile.name, **study.describe()})
+    run = run_experiment(layout, params, experiment)
+    counts = Counter(r.outcome for r in run.records)
+    try:
+        best = best_trial(run.records, study)
+    except PipelineError:
+        run.close({}, status="FAILED")
+        raise
+    summary = {
+        "study": name, "status": "done", "profile": params.profile.name, "key": key,
+        "benchmark": study.benchmark, "method": study.method, "objective": {"metric": study.metric,
+                                                                             "mode": study.mode},
+        "budget": {"trials": study.trials, "concurrency": study.concurrency, **study.budget},
+        "fixed": study.fixed, "space": {k: {d.kind: list(d.args)} for k, d in study.space.items()},
+        "best": {"trial_id": best.trial_id, "config": best.config, "objective": best.metrics[study.metric],
+                 "metrics": best.metrics, "accuracy_matrix": best.accuracy_matrix, "mlflow_run_id": best.run_id},
+        "counts": {k: counts.get(k, 0) for k in (COMPLETED, PRUNED, DIVERGED, FAILED)},
+        "trials": [r.to_dict() for r in run.records],
+        "resources_per_trial": run.resources, "wall_s": round(run.wall_s, 1),
+        "mlflow": {"experiment_id": run.experiment_id, "parent_run_id": run.parent_id,
+                   "tracking_uri": run.client.tracking_uri},
+    }
+    write_json(out / SUMMARY, summary)
+    write_csv(out / "trials.csv", trial_rows(run.records, study))
+    run.close({f"best_{study.metric}": best.metrics[study.metric], "wall_s": run.wall_s,
+               **{f"trials_{k}": v for k, v in summary["counts"].items()}})
+    return summary
