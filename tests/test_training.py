@@ -23,7 +23,7 @@ def test_same_seed_same_metrics(mnist) -> None:
 
 
 def test_accuracy_matrix_is_remeasured_every_task(mnist) -> None:
-    cfg = small_config(tasks=3, iterations=40)
+    cfg = small_config(tasks=3, iterations=100)
     reports = []
     result = _run(cfg, mnist, on_task_end=reports.append)
     assert [r.task for r in reports] == [0, 1, 2]
@@ -34,7 +34,7 @@ def test_accuracy_matrix_is_remeasured_every_task(mnist) -> None:
 
 
 def test_hypermask_keeps_first_task_while_finetuning_forgets(mnist) -> None:
-    settings = dict(tasks=3, iterations=250, train_subset=4000, target_hidden="100,100")
+    settings = dict(tasks=3, iterations=300, train_subset=4000, target_hidden="100,100", lr=5e-3)
     hypermask = _run(small_config("permuted_mnist", **settings), mnist)
     finetune = _run(small_config("permuted_mnist", method="finetune", **settings), mnist)
     kept = hypermask.accuracy_matrix[-1][0]
