@@ -143,6 +143,16 @@ def task_inference_accuracy(method: ContinualMethod, stream: TaskStream, cfg: Co
             "class_incremental_accuracy": 100.0 * class_hits / total}
 
 
+def training_step(method: ContinualMethod, optimizer: torch.optim.Optimizer, task: int,
+                  x: torch.Tensor, y: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """One optimisation step on a batch of ``task``; returns the (detached) loss."""
+    loss, _ = method.training_loss(task, x, y, sparsity)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Config,
                 device: torch.device) -> float:
     """Train ``task`` to its budget; returns seconds per step."""
@@ -165,12 +175,9 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
         x = data.view(stream.train_preprocess(data.train_x[index].to(device), generator))
         y = data.train_y[index].to(device)
         sparsity = ramped_sparsity(cfg.p, task, step, steps) if cfg.ramp else cfg.p
-        loss, _ = method.training_loss(task, x, y, sparsity)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = training_step(method, optimizer, task, x, y, sparsity)
         if step % 25 == 0 or step == steps - 1:
-            value = float(loss.detach())
+            value = float(loss)
             if not math.isfinite(value):
                 bar.close()
                 raise DivergedError(f"loss became {value} at task {task}, step {step}")
