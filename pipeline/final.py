@@ -50,17 +50,15 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     matrices = [r.accuracy_matrix for r in finished]
     mean_matrix = [[statistics.fmean(m[i][j] for m in matrices) for j in range(len(row))]
                    for i, row in enumerate(matrices[0])]
-    metrics = {
-        "study": name, "status": "done", "profile": params.profile.name,
-        "benchmark": study.benchmark, "method": study.method, **scores,
-        "seeds": study.seeds, "seeds_finished": [r.config["seed"] for r in finished],
-        "best_config": best, "budget": study.budget, "fixed": study.fixed,
-        "tune": {"trials": len(tuned["trials"]), **tuned["counts"], "best_objective": tuned["best"]["objective"],
-                 "wall_s": tuned["wall_s"]},
-        "final_wall_s": round(run.wall_s, 1), "paper": study.paper,
+    metrics = {  # numbers only: what `dvc metrics show` and `dvc exp show` tabulate
+        "status": "done", **scores, "seeds": len(finished),
+        "tune": {"trials": len(tuned["trials"]), **tuned["counts"], "best_objective": tuned["best"]["objective"]},
+        "wall_s": {"tune": tuned["wall_s"], "final": round(run.wall_s, 1)},
+        "resumed": {"tune": tuned["resumed"], "final": run.resumed},
+        "best": best,
     }
-    write_json(out / "runs.json", {"study": name, "mean_accuracy_matrix": mean_matrix,
-                                   "runs": [r.to_dict() for r in run.records]})
+    write_json(out / "runs.json", {"study": name, "seeds_finished": [r.config["seed"] for r in finished],
+                                   "mean_accuracy_matrix": mean_matrix, "runs": [r.to_dict() for r in run.records]})
     write_json(layout.metrics_file(name), metrics)
     run.close({**{f"{k}_mean": v["mean"] for k, v in scores.items()},
                **{f"{k}_std": v["std"] for k, v in scores.items()}, "wall_s": run.wall_s})

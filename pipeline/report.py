@@ -30,6 +30,10 @@ def _pm(score: dict[str, float] | None) -> str:
     return "–" if not score else f"{score['mean']:.2f} ± {score['std']:.2f}"
 
 
+def _seconds(value: float, resumed: bool | None) -> str:
+    return f"{value:.0f} s" + (" in the resuming run" if resumed else "")
+
+
 def _paper(paper: dict[str, Any]) -> str:
     if paper.get("average_accuracy") is None:
         return "not recorded"
@@ -54,13 +58,13 @@ def _study_section(name: str, study: Study, tuned: dict, final: dict, runs: dict
     counts = tuned["counts"]
     lines += [f"Search: {len(tuned['trials'])} trials ({counts['completed']} reached the last task, "
               f"{counts['pruned']} stopped early by ASHA, {counts['diverged']} diverged, {counts['failed']} "
-              f"failed), {tuned['wall_s']:.0f} s. Best {study.metric} in the search: "
+              f"failed), {_seconds(tuned['wall_s'], tuned.get('resumed'))}. Best {study.metric} in the search: "
               f"{tuned['best']['objective']:.2f}.", "",
               "| setting | best value |", "|---|---|"]
     lines += [f"| {k} | {v:.3g} |" if isinstance(v, float) else f"| {k} | {v} |"
               for k, v in tuned["best"]["config"].items()]
-    lines += ["", f"Final runs (seeds {', '.join(map(str, final['seeds_finished']))}, "
-              f"{final['final_wall_s']:.0f} s): average accuracy {_pm(final.get('average_accuracy'))} %, "
+    lines += ["", f"Final runs (seeds {', '.join(map(str, runs['seeds_finished']))}, "
+              f"{_seconds(final['wall_s']['final'], final.get('resumed', {}).get('final'))}): average accuracy {_pm(final.get('average_accuracy'))} %, "
               f"backward transfer {_pm(final.get('backward_transfer'))}, forgetting {_pm(final.get('forgetting'))}, "
               f"task-inference accuracy {_pm(final.get('task_inference_accuracy'))} %.", ""]
     for suffix, (caption, fig) in figures.items():
@@ -86,7 +90,7 @@ def write_report(layout: Layout, params: Params) -> Path:
         study = load_study(layout, name, params.profile)
         tuned = read_json(layout.tune_dir(name) / SUMMARY, f"tune@{name}")
         runs = read_json(layout.final_dir(name) / "runs.json", f"final@{name}")
-        total_s += tuned["wall_s"] + final["final_wall_s"]
+        total_s += final["wall_s"]["tune"] + final["wall_s"]["final"]
         acc = final["average_accuracy"]
         summary.append(f"| {name} | {study.method} | {study.benchmark} | {len(tuned['trials'])} | {_pm(acc)} | "
                        f"{_pm(final.get('backward_transfer'))} | {_pm(final.get('forgetting'))} | "

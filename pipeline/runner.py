@@ -64,6 +64,7 @@ class StageRun:
     parent_id: str
     resources: dict[str, float]
     wall_s: float
+    resumed: bool
 
     def close(self, metrics: dict[str, float], status: str = "FINISHED") -> None:
         """Log the stage's summary metrics on the parent run and end it."""
@@ -72,13 +73,14 @@ class StageRun:
         self.client.set_terminated(self.parent_id, status=status)
 
 
-def _tuner(layout: Layout, params: Params, exp: Experiment, trainable: Any, uri: str) -> tune.Tuner:
-    """A new Tuner, or the interrupted experiment of the same key restored (finished trials are kept)."""
+def _tuner(layout: Layout, params: Params, exp: Experiment, trainable: Any, uri: str) -> tuple[tune.Tuner, bool]:
+    """A new Tuner, or the earlier experiment of the same key restored (finished trials are kept, unfinished
+    ones continue from their last task); the flag says which."""
     storage = layout.resolve(params.ray_storage)
     path = f"{storage.rstrip('/')}/{exp.name}"
     if tune.Tuner.can_restore(path):
         print(f"resuming {exp.name} from {path}", flush=True)
-        return tune.Tuner.restore(path, trainable, resume_errored=True)
+        return tune.Tuner.restore(path, trainable, resume_errored=True), True
     return tune.Tuner(
         trainable,
         param_space=exp.param_space,
@@ -89,7 +91,7 @@ def _tuner(layout: Layout, params: Params, exp: Experiment, trainable: Any, uri:
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, exp.key, exp.save_models)]),
-    )
+    ), False
 
 
 def _record(result: Any, runs: dict[str, str]) -> TrialRecord:
@@ -128,10 +130,11 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
             trainable = tune.with_resources(
                 tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models),
                 resources)
-            grid = _tuner(layout, params, exp, trainable, uri).fit()
+            tuner, resumed = _tuner(layout, params, exp, trainable, uri)
+            grid = tuner.fit()
     except BaseException:
         client.set_terminated(parent_id, status="KILLED")
         raise
     runs = tracking.child_runs(client, experiment_id, parent_id)
     records = [_record(result, runs) for result in grid]
-    return StageRun(records, client, experiment_id, parent_id, resources, time.perf_counter() - started)
+    return StageRun(records, client, experiment_id, parent_id, resources, time.perf_counter() - started, resumed)

@@ -65,7 +65,7 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
                  "metrics": best.metrics, "accuracy_matrix": best.accuracy_matrix, "mlflow_run_id": best.run_id},
         "counts": {k: counts.get(k, 0) for k in (COMPLETED, PRUNED, DIVERGED, FAILED)},
         "trials": [r.to_dict() for r in run.records],
-        "resources_per_trial": run.resources, "wall_s": round(run.wall_s, 1),
+        "resources_per_trial": run.resources, "wall_s": round(run.wall_s, 1), "resumed": run.resumed,
         "mlflow": {"experiment_id": run.experiment_id, "parent_run_id": run.parent_id,
                    "tracking_uri": run.client.tracking_uri},
     }
