@@ -1,0 +1,34 @@
+# HyperMask Studio: the library, the study pipeline and Ray in one image, usable as a Ray cluster node.
+#   CPU (default): docker build -t hypermask-studio .
+#   CUDA:          docker build --build-arg TORCH_VARIANT=cu130 -t hypermask-studio:cuda .
+#                  (any CUDA variant PyTorch publishes for torch 2.14.1; the wheels bring the CUDA
+#                  runtime, the host brings the driver and the NVIDIA container toolkit)
+# Head:   docker run --rm -p 6379:6379 -p 8265:8265 hypermask-studio
+# Worker: docker run --rm hypermask-studio ray start --address=<head>:6379 --block
+ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim AS build
+ARG TORCH_VARIANT=cpu
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# torch first, from PyTorch's index for the chosen variant (the CPU wheels carry no CUDA libraries)
+RUN pip install --no-cache-dir --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" \
+        torch==2.14.1 torchvision==0.29.1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY hypermask ./hypermask
+COPY pipeline ./pipeline
+# ray[default] adds the dashboard and job server that `ray job submit` talks to
+RUN pip install --no-cache-dir . "ray[default,tune]==2.60.0"
+
+FROM python:${PYTHON_VERSION}-slim
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1
+RUN useradd --create-home --uid 1000 --user-group ray
+USER 1000:1000
+WORKDIR /home/ray/app
+COPY --chown=1000:1000 params.yaml dvc.yaml ./
+COPY --chown=1000:1000 studies ./studies
+EXPOSE 6379 8265
+CMD ["ray", "start", "--head", "--block", "--port=6379", "--dashboard-host=0.0.0.0"]
