@@ -2,16 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
 
 
-def percentile_threshold(values: Tensor, percent: float) -> Tensor:
+@dataclass
+class ThresholdHint:
+    """Where a tensor's threshold was last time: selection then looks in a narrow band around it.
+
+    Only a guess: the order statistics are checked by counting, so results stay exact.
+    """
+
+    value: float | None = None
+    width: float = 1e-2
+
+
+def _order_statistics(array: np.ndarray, low: int, high: int, hint: ThresholdHint | None) -> tuple[float, float]:
+    """Exact ``low``-th and ``high``-th smallest entries of ``array`` (0-based)."""
+    if hint is not None and hint.value is not None:
+        below = int(np.count_nonzero(array < hint.value - hint.width))
+        band = array[np.abs(array - hint.value) <= hint.width]
+        if below <= low and high < below + band.size:
+            part = np.partition(band, (low - below, high - below))
+            result = float(part[low - below]), float(part[high - below])
+            if band.size > array.size // 50:
+                hint.width /= 2
+            hint.value = result[0]
+            return result
+        hint.width *= 4
+    part = np.partition(array, (low, high))
+    result = float(part[low]), float(part[high])
+    if hint is not None:
+        hint.value = result[0]
+    return result
+
+
+def percentile_threshold(values: Tensor, percent: float, hint: ThresholdHint | None = None) -> Tensor:
     """``percent``-th percentile of ``values`` with linear interpolation (as ``torch.quantile``).
 
-    Uses partial selection (``numpy.partition`` on CPU, ``kthvalue`` elsewhere) instead of a full
-    sort. Works on the flattened tensor and returns a detached 0-d tensor.
+    Uses partial selection instead of a full sort: ``numpy.partition`` on CPU (within a band around
+    ``hint`` when one is given), ``kthvalue`` elsewhere. Returns a detached 0-d tensor.
     """
     flat = values.detach().reshape(-1)
     n = flat.numel()
@@ -20,15 +53,15 @@ def percentile_threshold(values: Tensor, percent: float) -> Tensor:
     high = min(low + 1, n - 1)
     frac = position - low
     if flat.device.type == "cpu":
-        selected = np.partition(flat.numpy(), (low, high))
-        low_value, high_value = torch.from_numpy(selected[[low, high]])
-    else:
-        low_value = torch.kthvalue(flat, low + 1).values
-        high_value = torch.kthvalue(flat, high + 1).values if frac else low_value
+        low_value, high_value = _order_statistics(flat.numpy(), low, high, hint)
+        low_value, high_value = torch.tensor([low_value, high_value], dtype=flat.dtype)
+        return torch.lerp(low_value, high_value, frac)
+    low_value = torch.kthvalue(flat, low + 1).values
+    high_value = torch.kthvalue(flat, high + 1).values if frac else low_value
     return low_value + frac * (high_value - low_value)
 
 
-def semi_binary_mask(raw: Tensor, percent: float) -> Tensor:
+def semi_binary_mask(raw: Tensor, percent: float, hint: ThresholdHint | None = None) -> Tensor:
     """Mask of one tensor: ``|tanh(raw)|`` with entries below the ``percent``-th percentile zeroed.
 
     Kept entries keep their soft value; the threshold receives no gradient. ``percent == 0``
@@ -37,7 +70,7 @@ def semi_binary_mask(raw: Tensor, percent: float) -> Tensor:
     soft = torch.tanh(raw).abs()
     if percent <= 0.0:
         return soft
-    threshold = percentile_threshold(soft, percent)
+    threshold = percentile_threshold(soft, percent, hint)
     return soft * (soft >= threshold)
 
 
@@ -48,12 +81,14 @@ def ramped_sparsity(percent: float, task: int, iteration: int, iterations: int) 
     return percent * iteration / iterations
 
 
-def layer_masks(raw_tensors: list[Tensor], percent: float) -> list[Tensor]:
+def layer_masks(raw_tensors: list[Tensor], percent: float,
+                hints: list[ThresholdHint] | None = None) -> list[Tensor]:
     """Masks for every target tensor; the last tensor (output bias) gets its unthresholded |tanh|.
 
     The caller decides how the last entry is used: the output bias itself is never masked in the
     forward pass, only in the masked-L1 regulariser.
     """
-    masks = [semi_binary_mask(raw, percent) for raw in raw_tensors[:-1]]
+    hints = hints or [None] * len(raw_tensors)
+    masks = [semi_binary_mask(raw, percent, hint) for raw, hint in zip(raw_tensors[:-1], hints)]
     masks.append(torch.tanh(raw_tensors[-1]).abs())
     return masks

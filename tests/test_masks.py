@@ -71,3 +71,16 @@ def test_first_task_ramp() -> None:
     assert ramped_sparsity(30.0, 0, 50, 100) == pytest.approx(15.0)
     assert ramped_sparsity(30.0, 0, 99, 100) == pytest.approx(29.7)
     assert ramped_sparsity(30.0, 1, 0, 100) == 30.0
+
+
+@pytest.mark.parametrize("guess, width", [(None, 1e-2), (0.5, 1e-6), (0.0, 1e-3), (2.0, 0.1), (0.3, 10.0)])
+def test_threshold_hint_never_changes_the_result(guess, width) -> None:
+    from hypermask.masks import ThresholdHint
+
+    hint = ThresholdHint(guess, width)
+    gen = torch.Generator().manual_seed(5)
+    for step in range(30):  # drifting values, as during training
+        values = torch.rand(5000, generator=gen) * (1 + step / 10)
+        for percent in (30.0, 12.34):
+            expected = torch.quantile(values, percent / 100.0)
+            assert torch.allclose(percentile_threshold(values, percent, hint), expected)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from hypermask.config import Config
-from hypermask.masks import layer_masks
+from hypermask.masks import ThresholdHint, layer_masks
 from hypermask.methods.base import HypernetworkMethod, cross_entropy
 from hypermask.nets import TargetNetwork, split_flat
 
@@ -27,6 +27,7 @@ class HyperMask(HypernetworkMethod):
         self.masked_index = [i for i, m in enumerate(target.masked) if m]
         self.masked_shapes = [target.param_shapes[i] for i in self.masked_index]
         self._theta_snapshot: list[Tensor] | None = None
+        self._hints = [ThresholdHint() for _ in self.masked_index]
 
     def start_task(self, task: int) -> None:
         super().start_task(task)
@@ -35,9 +36,13 @@ class HyperMask(HypernetworkMethod):
         else:
             self._theta_snapshot = None
 
-    def masked_weights(self, raw: Tensor, sparsity: float) -> tuple[list[Tensor], list[Tensor]]:
-        """Effective target weights θ ⊙ M and the masks (last mask: the output bias's |tanh|)."""
-        masks = layer_masks(split_flat(raw, self.masked_shapes), sparsity)
+    def masked_weights(self, raw: Tensor, sparsity: float,
+                       hints: list[ThresholdHint] | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """Effective target weights θ ⊙ M and the masks (last mask: the output bias's |tanh|).
+
+        ``hints`` (the training step's previous thresholds) only speed up the percentile.
+        """
+        masks = layer_masks(split_flat(raw, self.masked_shapes), sparsity, hints)
         weights = list(self.theta)
         for index, mask in zip(self.masked_index[:-1], masks[:-1]):
             weights[index] = weights[index] * mask
@@ -56,7 +61,7 @@ class HyperMask(HypernetworkMethod):
 
     def training_loss(self, task: int, x: Tensor, y: Tensor, sparsity: float) -> tuple[Tensor, Tensor]:
         raw, hnet_reg = self.hnet_outputs(task)
-        weights, masks = self.masked_weights(raw, sparsity)
+        weights, masks = self.masked_weights(raw, sparsity, self._hints)
         logits = self.target(x, weights)
         loss = cross_entropy(logits, y)
         if hnet_reg is not None:
