@@ -1,0 +1,101 @@
+"""Timing and peak-memory measurement of a repeated step, on CPU and CUDA."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+_MB = 1024.0 ** 2
+
+
+@dataclass
+class StepTiming:
+    """Seconds of every timed step and the memory the process (or GPU) needed."""
+
+    times_s: list[float]
+    peak_mb: float
+    step_mb: float
+    memory_kind: str
+    first_loss: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "median_s": self.median_s}
+
+
+def peak_rss_mb() -> float:
+    """High-water resident set size of this process image.
+
+    Linux: ``VmHWM`` from /proc (``ru_maxrss`` would carry the parent's peak over fork and exec).
+    Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / _MB if sys.platform == "darwin" else peak / 1024.0
+
+
+def current_rss_mb() -> float:
+    """Resident set size now (psutil or /proc when available, else the high-water mark)."""
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss / _MB
+    except ImportError:
+        pass
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / _MB
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mb()
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[int], torch.Tensor], device: torch.device, warmup: int,
+               repeats: int) -> StepTiming:
+    """Run ``warmup`` (at least one) untimed then ``repeats`` timed calls of ``step(i)``.
+
+    Memory is the CUDA allocator's peak on GPU, the process's peak RSS on CPU (call this in a fresh
+    process so earlier work does not hide the peak). ``step_mb`` is the peak minus what was in use
+    before the first step: optimiser state, gradients and activations.
+    """
+    warmup = max(1, warmup)
+    cuda = device.type == "cuda"
+    if cuda:
+        _synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) / _MB
+    else:
+        before = current_rss_mb()
+    first_loss = float(step(0))
+    for i in range(1, warmup):
+        step(i)
+    _synchronize(device)
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        step(warmup + i)
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) / _MB if cuda else peak_rss_mb()
+    kind = "cuda_max_allocated" if cuda else "peak_rss"
+    return StepTiming(times, peak, peak - before, kind, first_loss)
