@@ -239,5 +239,6 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
                                    checkpoint_path, elapsed))
     metrics = summarize(matrix)
     metrics.update(task_inference_accuracy(method, stream, cfg, device))
+    metrics.update(method.summary_metrics(len(stream)))
     metrics["elapsed_s"] = elapsed
     return RunResult(cfg, matrix, metrics, method, seconds_per_step)

@@ -74,3 +74,8 @@ def test_baselines_run_in_the_same_loop(mnist, method) -> None:
 def test_chunked_hypernetwork_trains(mnist) -> None:
     result = _run(small_config(chunk_size=5000, iterations=40), mnist)
     assert result.accuracy_matrix[0][0] > 60.0
+
+
+def test_mask_density_follows_sparsity(mnist) -> None:
+    result = _run(small_config(p=40.0, iterations=10), mnist)
+    assert abs(result.metrics["mask_density"] - 0.6) < 0.01

@@ -47,6 +47,10 @@ class ContinualMethod(nn.Module):
         """Named pieces saved as model files (hypernetwork, embeddings, target weights)."""
         return {}
 
+    def summary_metrics(self, num_tasks: int) -> dict[str, float]:
+        """Method-specific numbers reported after training (e.g. mask density)."""
+        return {}
+
 
 class HypernetworkMethod(ContinualMethod):
     """Methods with a hypernetwork, task embeddings and the output regulariser."""

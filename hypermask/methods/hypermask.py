@@ -74,14 +74,15 @@ class HyperMask(HypernetworkMethod):
         raw = self.hnet(self.embeddings[:num_tasks])
         return [self.masked_weights(raw[t], self.cfg.p)[0] for t in range(num_tasks)]
 
-    def mask_density(self, task: int) -> float:
-        """Share of non-zero mask entries over the masked tensors (output bias excluded)."""
-        with torch.no_grad():
-            raw = self.hnet(self.embeddings[task: task + 1])[0]
-            _, masks = self.masked_weights(raw, self.cfg.p)
-            nonzero = sum(int((m != 0).sum()) for m in masks[:-1])
-            total = sum(m.numel() for m in masks[:-1])
-        return nonzero / max(1, total)
+    @torch.no_grad()
+    def summary_metrics(self, num_tasks: int) -> dict[str, float]:
+        """Mean share of non-zero mask entries over the tasks (output bias excluded)."""
+        raw = self.hnet(self.embeddings[:num_tasks])
+        densities = []
+        for t in range(num_tasks):
+            masks = self.masked_weights(raw[t], self.cfg.p)[1][:-1]
+            densities.append(sum(int(m.count_nonzero()) for m in masks) / sum(m.numel() for m in masks))
+        return {"mask_density": sum(densities) / len(densities)}
 
     def artifacts(self) -> dict[str, object]:
         pieces = super().artifacts()
