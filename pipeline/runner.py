@@ -74,13 +74,16 @@ class StageRun:
 
 
 def _tuner(layout: Layout, params: Params, exp: Experiment, trainable: Any, uri: str) -> tuple[tune.Tuner, bool]:
-    """A new Tuner, or the earlier experiment of the same key restored (finished trials are kept, unfinished
-    ones continue from their last task); the flag says which."""
+    """A new Tuner, or the earlier experiment of the same key restored; the flag says which.
+
+    On restore, unfinished trials continue from their last task; finished ones are kept as they are,
+    failed ones included (they already used their ``max_failures`` retries, so running them again on
+    every restore would repeat finished work)."""
     storage = layout.resolve(params.ray_storage)
     path = f"{storage.rstrip('/')}/{exp.name}"
     if tune.Tuner.can_restore(path):
         print(f"resuming {exp.name} from {path}", flush=True)
-        return tune.Tuner.restore(path, trainable, resume_errored=True), True
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False), True
     return tune.Tuner(
         trainable,
         param_space=exp.param_space,

@@ -1,0 +1,95 @@
+"""Shared helpers of the pipeline tests: a temporary copy of the project, the data mirror, MLflow queries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT_PATHS = ("params.yaml", "dvc.yaml", "studies", "pipeline", "hypermask", ".dvc/config", ".dvcignore")
+TINY_STUDY = {
+    "description": "tiny test study",
+    "benchmark": "split_mnist",
+    "method": "hypermask",
+    "search_space": {"beta": {"loguniform": [1.0e-4, 1.0e-1]}, "lr": {"choice": [1.0e-3, 3.0e-3, 1.0e30]}},
+    "budget": {"trials": 3, "concurrency": 2, "tasks": 2, "iterations": 20, "train_subset": 500,
+               "validation_size": 200},
+    "final": {"seeds": [1, 2]},
+}
+
+
+def copy_project(dest: Path, **params: Any) -> Path:
+    """Copy the project's pipeline files to ``dest`` (a fresh git repo) with ``params.yaml`` keys replaced."""
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in PROJECT_PATHS:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=ignore)
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    set_params(dest, **params)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+def set_params(root: Path, **values: Any) -> None:
+    """Replace top-level keys of ``root/params.yaml``."""
+    path = root / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(values)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def only_studies(root: Path, *names: str, profile: str = "test", **budget: int) -> None:
+    """Make ``root``'s params list only ``names`` as studies, all run by ``profile`` (the active one),
+    with ``budget`` laid over that profile's budget."""
+    path = root / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["profiles"][profile].setdefault("override", {}).setdefault("budget", {}).update(budget)
+    data["studies"], data["profile"] = list(names), profile
+    for name, spec in data["profiles"].items():
+        kept = [s for s in spec["run"] if s in names]
+        spec["run"] = list(names) if name == profile or not kept else kept
+        spec.get("study_override", {}).clear()
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def write_study(root: Path, name: str, study: dict[str, Any]) -> None:
+    (root / "studies" / f"{name}.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for subprocesses: this interpreter's bin folder first (``python``, ``dvc``, ``ray``)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("RAY_ADDRESS", None)
+    env.update(extra)
+    return env
+
+
+def runs_by_parent(uri: str, experiment: str) -> dict[str, tuple[Any, list[Any]]]:
+    """Stage name -> (parent run, child runs) of an MLflow experiment."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no MLflow experiment '{experiment}' in {uri}"
+    runs = client.search_runs([found.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return {p.info.run_name: (p, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id])
+            for p in parents}
+
+
+def metric_steps(uri: str, run_id: str, key: str = "average_accuracy") -> list[int]:
+    from mlflow.tracking import MlflowClient
+
+    return [m.step for m in MlflowClient(uri).get_metric_history(run_id, key)]

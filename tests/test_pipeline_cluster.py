@@ -1,0 +1,104 @@
+"""`ray job submit` of a tune stage against a local head started by the test (loopback, token auth)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pipeline_fixtures import copy_project, only_studies, runs_by_parent, tool_env
+
+EXCLUDES = ["data", "ray_storage", "mlflow.db", "mlartifacts", "results", "metrics", "reports", ".git"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_dashboard(url: str, head: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert head.poll() is None, f"ray start exited:\n{head.stdout.read()}"
+        try:
+            urllib.request.urlopen(f"{url}/api/version", timeout=2).close()
+            return
+        except urllib.error.HTTPError:  # answering (an auth error is an answer)
+            return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"the Ray dashboard at {url} did not answer within {seconds} s")
+
+
+def _processes_using(marker: str) -> list[int]:
+    """Ids of live processes whose command line mentions ``marker`` (this test's Ray temp folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _stop_head(head: subprocess.Popen, temp_dir: str) -> None:
+    """Stop the head this test started: its process group, then any of its processes left (by id)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(head.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            head.wait(timeout=30)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    deadline = time.time() + 30
+    while _processes_using(temp_dir) and time.time() < deadline:
+        time.sleep(1)
+    for pid in _processes_using(temp_dir):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_ray_job_submit_runs_a_study_on_a_local_head(tmp_path: Path, mirror: Path) -> None:
+    root = copy_project(tmp_path / "project", data={"root": str(mirror)})
+    only_studies(root, "split_mnist", trials=2, tasks=1)
+    temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's socket paths must stay short
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    env = tool_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
+                   HYPERMASK_DATA_MIRROR=str(mirror), RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
+         "--num-cpus=1", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard_port}", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        _wait_for_dashboard(url, head)
+        runtime_env = {"excludes": EXCLUDES, "env_vars": {"HYPERMASK_DATA_MIRROR": str(mirror)}}
+        job = subprocess.run(
+            ["ray", "job", "submit", "--address", url, "--working-dir", str(root),
+             "--runtime-env-json", json.dumps(runtime_env), "--",
+             "python", "-m", "pipeline", "--root", str(root), "tune", "split_mnist"],
+            env=env, capture_output=True, text=True, timeout=480)
+        log = job.stdout + job.stderr
+        assert job.returncode == 0 and "succeeded" in log, log
+        summary = json.loads((root / "results" / "tune" / "split_mnist" / "summary.json").read_text())
+        assert summary["status"] == "done" and len(summary["trials"]) == 2
+        assert summary["resources_per_trial"] == {"cpu": 1.0, "gpu": 0.0}  # sized to the 1-CPU head
+        _, children = runs_by_parent(f"sqlite:///{root / 'mlflow.db'}", "split_mnist")["tune"]
+        assert len(children) == 2
+    finally:
+        _stop_head(head, temp_dir)
+    assert not _processes_using(temp_dir)

@@ -1,0 +1,69 @@
+"""`dvc repro` on the test profile in a temporary copy of the project, killed during the study and
+started again: it finishes without losing or repeating finished trials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from pipeline_fixtures import copy_project, metric_steps, only_studies, runs_by_parent, tool_env
+
+
+def _finished_tune_trials(uri: str) -> list:
+    try:
+        _, children = runs_by_parent(uri, "split_mnist")["tune"]
+    except (AssertionError, KeyError, Exception):  # database or experiment not created yet
+        return []
+    return [c for c in children if c.info.status == "FINISHED"]
+
+
+def _run(args: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_dvc_repro_killed_mid_study_resumes_and_reports(tmp_path: Path, mirror: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    only_studies(root, "split_mnist")
+    env = tool_env(HYPERMASK_DATA_MIRROR=str(mirror))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+
+    first = subprocess.Popen(["dvc", "repro"], cwd=root, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not _finished_tune_trials(uri) and first.poll() is None and time.time() < deadline:
+            time.sleep(1)
+        assert first.poll() is None, f"dvc repro ended before it could be interrupted:\n{first.stdout.read()}"
+        before = {c.info.run_id: c.info.end_time for c in _finished_tune_trials(uri)}
+        assert before, "no trial finished within 5 minutes"
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the whole stage: dvc, the stage process, its local Ray
+        first.wait(timeout=60)
+    assert not (root / "reports" / "report.md").exists()
+
+    second = _run(["dvc", "repro"], root, env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resuming tune-split_mnist-" in second.stdout + second.stderr
+
+    parent, children = runs_by_parent(uri, "split_mnist")["tune"]
+    assert len(children) == 3 and len({c.data.tags["hypermask.trial_id"] for c in children}) == 3
+    after = {c.info.run_id: c.info.end_time for c in children}
+    assert all(after[run_id] == end for run_id, end in before.items())  # finished trials were not re-run
+    assert all(metric_steps(uri, c.info.run_id) == [0, 1] for c in children)
+    assert parent.info.status == "FINISHED"
+
+    report = (root / "reports" / "report.md").read_text()
+    assert "| split_mnist | hypermask | split_mnist | 3 |" in report
+    assert "Reduced from the published configuration: tasks 5 → 2, iterations 2000 → 20" in report
+    assert (root / "reports" / "plots" / "split_mnist_accuracy_matrix.png").is_file()
+
+    metrics = _run(["dvc", "metrics", "show", "--json"], root, env)
+    assert metrics.returncode == 0 and '"average_accuracy"' in metrics.stdout
+    plots = _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots_html")], root, env)
+    assert plots.returncode == 0, plots.stderr
+    assert (tmp_path / "plots_html" / "index.html").is_file()
+    status = _run(["dvc", "status"], root, env)
+    assert "up to date" in status.stdout

@@ -1,0 +1,166 @@
+"""params.yaml and study files: one-line errors naming the key before any compute; search pieces."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from pipeline.cluster import plan_resources
+from pipeline.errors import PipelineError
+from pipeline.layout import Layout
+from pipeline.params import load_params, parse_params
+from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED, outcome
+from pipeline.search import ContinualOptunaSearch, build_scheduler
+from pipeline.studies import load_study, parse_study
+from pipeline.tune import tune_study
+from pipeline_fixtures import REPO, TINY_STUDY, copy_project
+
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _with(path: str, value):
+    data = copy.deepcopy(PARAMS)
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return data
+
+
+def test_shipped_params_and_studies_are_valid_in_every_profile() -> None:
+    layout = Layout.at(REPO)
+    for profile in PARAMS["profiles"]:
+        params = load_params(layout.params_file, profile)
+        for name in params.studies:
+            study = load_study(layout, name, params.profile)
+            assert study.trials >= 1 and study.seeds
+    default = load_params(layout.params_file)
+    assert default.profile.name == "default"
+    assert {"split_mnist", "permuted_mnist"} <= set(default.profile.run)
+    assert not any(s.startswith("cifar") for s in default.profile.run)
+    assert {s for s in PARAMS["studies"]} == set(load_params(layout.params_file, "paper").profile.run)
+    # the default profile keeps at least 8 trials and 2 seeds per MNIST study
+    for name in ("split_mnist", "permuted_mnist"):
+        study = load_study(layout, name, default.profile)
+        assert study.trials >= 8 and len(study.seeds) == 2
+
+
+@pytest.mark.parametrize("path, value, fragment", [
+    ("profile", "huge", "'profile' must name one of the profiles (default, paper, test), got 'huge'"),
+    ("colour", "red", "'colour' is not a known key"),
+    ("profiles.default.override.budget.trials", 0, "'profiles.default.override.budget.trials' must be an integer >= 1, got 0"),
+    ("profiles.default.override.fixed.gamma", 1, "'profiles.default.override.fixed.gamma' is not a known key"),
+    ("profiles.test.run", ["split_mnist", "nope"], "'profiles.test.run' names unknown 'nope'"),
+    ("profiles.default.override.final.seeds", [1, 1], "'profiles.default.override.final.seeds' must be a non-empty list of distinct integers"),
+    ("resources.gpus_per_trial", -0.5, "'resources.gpus_per_trial' must be a number >= 0, got -0.5"),
+    ("resources.cpus_per_trial", "many", "'resources.cpus_per_trial' must be a number, got 'many'"),
+    ("asha.reduction_factor", 1, "'asha.reduction_factor' must be a number > 1, got 1"),
+    ("ray.max_failures", -1, "'ray.max_failures' must be an integer >= 0, got -1"),
+    ("tracking.uri", 5, "'tracking.uri' must be a string, got 5"),
+])
+def test_bad_params_give_one_line_naming_key_and_value(path: str, value, fragment: str) -> None:
+    with pytest.raises(PipelineError) as err:
+        parse_params(_with(path, value))
+    message = str(err.value)
+    assert fragment in message and message.startswith("params.yaml: ")
+    assert "\n" not in message
+
+
+def test_profile_override_is_validated_against_the_library(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    params = parse_params(_with("profiles.test.override.budget.tasks", 9), "test")
+    with pytest.raises(PipelineError, match=r"studies/split_mnist.yaml \(with profile 'test' of params.yaml\): "
+                                            r"'fixed': setting 'tasks' must be between 1 and 5"):
+        load_study(Layout.at(root), "split_mnist", params.profile)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"benchmark": "cifar10"}, "'benchmark' must be one of"),
+    ({"search_space": {"p": {"choice": [10, 150]}}}, "'search_space.p': setting 'p' must be a percentage in [0, 100)"),
+    ({"search_space": {"embedding_size": {"loguniform": [8, 128]}}}, "'search_space.embedding_size': setting 'embedding_size' must be an integer"),
+    ({"search_space": {"beta": {"loguniform": [0, 1]}}}, "'search_space.beta.loguniform' must be a number > 0, got 0"),
+    ({"search_space": {"beta": {"uniform": [1, 0.5]}}}, "'search_space.beta.uniform' must have low < high"),
+    ({"search_space": {"beta": {"normal": [0, 1]}}}, "'search_space.beta.normal' is not a known key"),
+    ({"search_space": {"seed": {"choice": [1, 2]}}}, "'search_space.seed' is not a known key"),
+    ({"fixed": {"lr": 0.1}, "search_space": {"lr": {"choice": [0.1, 0.01]}}}, "'search_space.lr' is also set"),
+    ({"budget": {"concurrency": 2}}, "'budget.trials' is missing"),
+    ({"objective": {"metric": "loss"}}, "'objective.metric' must be one of"),
+    ({"initial_points": [{"beta": 5.0, "lr": 1e-3}]}, "'initial_points[0].beta' must lie in the search space"),
+])
+def test_bad_study_files_give_one_line_naming_key(change: dict, fragment: str) -> None:
+    data = {**TINY_STUDY, **change}
+    with pytest.raises(PipelineError) as err:
+        parse_study("tiny", data, "studies/tiny.yaml")
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith("studies/tiny.yaml: ")
+
+
+def test_cli_reports_bad_input_in_one_line_with_exit_2(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    (root / "studies" / "permuted_mnist.yaml").write_text("benchmark: [permuted\n")
+    done = subprocess.run([sys.executable, "-m", "pipeline", "--root", str(root), "check"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == [lines[-1]] and lines[0].startswith("pipeline: error: permuted_mnist.yaml: not valid YAML")
+
+
+def test_unreachable_mlflow_server_fails_before_any_trial(tmp_path: Path, monkeypatch, mirror) -> None:
+    import ray
+
+    root = copy_project(tmp_path / "project", profile="test", data={"root": str(mirror)})
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    layout = Layout.at(root)
+    with pytest.raises(PipelineError, match=r"MLflow tracking server http://127.0.0.1:9 is unreachable"):
+        tune_study(layout, load_params(layout.params_file), "split_mnist")
+    assert not ray.is_initialized() and not (root / "ray_storage").exists()
+
+
+def test_study_outside_the_profile_is_skipped_without_compute(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project", profile="test")
+    layout = Layout.at(root)
+    summary = tune_study(layout, load_params(layout.params_file), "permuted_mnist")
+    assert summary["status"] == "skipped" and "profile 'test'" in summary["reason"]
+    assert (layout.tune_dir("permuted_mnist") / "summary.json").is_file()
+    with pytest.raises(PipelineError, match="study 'unknown' is not listed"):
+        tune_study(layout, load_params(layout.params_file), "unknown")
+
+
+def test_resources_are_detected_and_overridable() -> None:
+    assert plan_resources({"CPU": 2.0}, 2) == {"cpu": 1.0, "gpu": 0.0}
+    assert plan_resources({"CPU": 16.0, "GPU": 1.0}, 4) == {"cpu": 4.0, "gpu": 0.25}
+    assert plan_resources({"CPU": 8.0, "GPU": 8.0}, 2) == {"cpu": 4.0, "gpu": 1.0}
+    assert plan_resources({"CPU": 1.0}, 4) == {"cpu": 1.0, "gpu": 0.0}
+    assert plan_resources({"CPU": 16.0, "GPU": 1.0}, 3, cpus=2, gpus=0.5) == {"cpu": 2, "gpu": 0.5}
+
+
+def test_asha_rungs_are_task_boundaries_and_optuna_never_ranks_unfinished_trials() -> None:
+    study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
+    params = parse_params(PARAMS, "test")
+    scheduler = build_scheduler(study, params)
+    assert scheduler._time_attr == "task" and scheduler._max_t == study.tasks == 2
+    searcher = ContinualOptunaSearch(space={k: d.distribution() for k, d in study.space.items()},
+                                     metric="average_accuracy", mode="max",
+                                     sampler=optuna.samplers.TPESampler(seed=0))
+    results = {
+        "done": {"task": 2, "average_accuracy": 90.0, "completed": True, "diverged": False},
+        "stopped": {"task": 1, "average_accuracy": 99.0, "completed": False, "diverged": False},
+        "nan": {"task": 0, "average_accuracy": 0.0, "completed": False, "diverged": True},
+    }
+    for trial_id, result in results.items():
+        searcher.suggest(trial_id)
+        searcher.on_trial_complete(trial_id, result)
+    searcher.suggest("crashed")
+    searcher.on_trial_complete("crashed", {"task": 1, "average_accuracy": 98.0}, error=True)
+    states = [t.state.name for t in searcher._ot_study.trials]
+    assert states == ["COMPLETE", "PRUNED", "FAIL", "FAIL"]
+    assert searcher._ot_study.best_value == 90.0  # the stopped trial's 99 % after one task is not ranked
+    assert [outcome(r) for r in results.values()] == [COMPLETED, PRUNED, DIVERGED]
+    assert outcome(results["done"], error=True) == FAILED
