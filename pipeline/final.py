@@ -54,10 +54,10 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         "status": "done", **scores, "seeds": len(finished),
         "tune": {"trials": len(tuned["trials"]), **tuned["counts"], "best_objective": tuned["best"]["objective"]},
         "wall_s": {"tune": tuned["wall_s"], "final": round(run.wall_s, 1)},
-        "resumed": {"tune": tuned["resumed"], "final": run.resumed},
         "best": best,
     }
     write_json(out / "runs.json", {"study": name, "seeds_finished": [r.config["seed"] for r in finished],
+                                   "resumed": run.resumed,
                                    "mean_accuracy_matrix": mean_matrix, "runs": [r.to_dict() for r in run.records]})
     write_json(layout.metrics_file(name), metrics)
     run.close({**{f"{k}_mean": v["mean"] for k, v in scores.items()},

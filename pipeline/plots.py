@@ -92,8 +92,11 @@ def paper_comparison(rows: Sequence[tuple[str, float, float, float | None, float
     ax.bar([x + 0.2 for x, _ in known], [r[3] for _, r in known], 0.4,
            yerr=[r[4] or 0.0 for _, r in known], label="paper")
     ax.set_xticks(list(xs), [r[0] for r in rows], fontsize=7, rotation=15)
-    low = min([r[1] for r in rows] + [r[3] for _, r in known])
-    ax.set_ylim(max(0.0, low - 5), 100)
+    low = max(0.0, min([r[1] for r in rows] + [r[3] for _, r in known]) - 5)
+    ax.set_ylim(low, 100)
+    for x, row in zip(xs, rows):
+        if row[3] is None:
+            ax.text(x + 0.2, low + 1, "paper:\nnot recorded", ha="center", fontsize=6)
     ax.set_ylabel("average accuracy (%)")
     ax.legend(fontsize=7)
     return fig

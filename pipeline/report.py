@@ -64,7 +64,7 @@ def _study_section(name: str, study: Study, tuned: dict, final: dict, runs: dict
     lines += [f"| {k} | {v:.3g} |" if isinstance(v, float) else f"| {k} | {v} |"
               for k, v in tuned["best"]["config"].items()]
     lines += ["", f"Final runs (seeds {', '.join(map(str, runs['seeds_finished']))}, "
-              f"{_seconds(final['wall_s']['final'], final.get('resumed', {}).get('final'))}): average accuracy {_pm(final.get('average_accuracy'))} %, "
+              f"{_seconds(final['wall_s']['final'], runs['resumed'])}): average accuracy {_pm(final.get('average_accuracy'))} %, "
               f"backward transfer {_pm(final.get('backward_transfer'))}, forgetting {_pm(final.get('forgetting'))}, "
               f"task-inference accuracy {_pm(final.get('task_inference_accuracy'))} %.", ""]
     for suffix, (caption, fig) in figures.items():

@@ -91,10 +91,12 @@ class Study:
                 **{f"budget.{k}": v for k, v in self.budget.items()},
                 **{f"space.{k}": f"{d.kind}{list(d.args)}" for k, d in self.space.items()}}
 
+    def space_spec(self) -> dict[str, dict[str, list]]:
+        """The search space as written in the study file (``{name: {kind: args}}``)."""
+        return {k: {v.kind: list(v.args)} for k, v in self.space.items()}
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["space"] = {k: {v.kind: list(v.args)} for k, v in self.space.items()}
-        return data
+        return {**asdict(self), "space": self.space_spec()}
 
     def fingerprint(self, **extra: Any) -> str:
         """Short hash of everything that defines this study's results (plus ``extra``)."""

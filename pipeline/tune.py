@@ -60,7 +60,7 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         "benchmark": study.benchmark, "method": study.method, "objective": {"metric": study.metric,
                                                                              "mode": study.mode},
         "budget": {"trials": study.trials, "concurrency": study.concurrency, **study.budget},
-        "fixed": study.fixed, "space": {k: {d.kind: list(d.args)} for k, d in study.space.items()},
+        "fixed": study.fixed, "space": study.space_spec(),
         "best": {"trial_id": best.trial_id, "config": best.config, "objective": best.metrics[study.metric],
                  "metrics": best.metrics, "accuracy_matrix": best.accuracy_matrix, "mlflow_run_id": best.run_id},
         "counts": {k: counts.get(k, 0) for k in (COMPLETED, PRUNED, DIVERGED, FAILED)},

@@ -50,7 +50,8 @@ def project(tmp_path: Path, mirror: Path, monkeypatch) -> Layout:
 
 
 def _optuna_states(layout: Layout) -> list[str]:
-    [state_file] = (layout.root / "ray_storage").glob("tune-tiny-*/searcher-state-*.pkl")
+    state_file = max((layout.root / "ray_storage").glob("tune-tiny-*/searcher-state-*.pkl"),
+                     key=lambda path: path.stat().st_mtime)  # a restore writes a newer snapshot
     with state_file.open("rb") as handle:
         searcher = pickle.load(handle)
     return sorted(t.state.name for t in searcher["_ot_study"].trials)
