@@ -7,7 +7,7 @@ import resource
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
@@ -24,7 +24,6 @@ class StepTiming:
     step_mb: float
     memory_kind: str
     first_loss: float
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def median_s(self) -> float:
