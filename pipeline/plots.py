@@ -7,11 +7,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 
 def accuracy_heatmap(matrix: Sequence[Sequence[float]], title: str) -> Figure:

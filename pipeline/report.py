@@ -17,12 +17,15 @@ from pipeline.tune import SUMMARY
 BUDGET_SETTINGS = ("tasks", "iterations", "epochs", "train_subset", "validation_size", "target_hidden")
 
 
+def _size(key: str, value: Any) -> str:
+    return "all" if key == "train_subset" and value == 0 else str(value)
+
+
 def reductions(study: Study) -> list[str]:
     """How this profile's runs differ from the published configuration in size (empty: full size)."""
     published = resolve_config(study.benchmark, study.method).to_dict()
     used = study.config({}, 1).to_dict()
-    show = lambda key, v: "all" if key == "train_subset" and v == 0 else str(v)  # noqa: E731
-    return [f"{k} {show(k, published[k])} → {show(k, used[k])}" for k in BUDGET_SETTINGS
+    return [f"{k} {_size(k, published[k])} → {_size(k, used[k])}" for k in BUDGET_SETTINGS
             if published[k] != used[k]]
 
 

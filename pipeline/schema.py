@@ -74,11 +74,9 @@ def number(value: Any, source: str, key: str, minimum: float | None = None,
     return result
 
 
-def names(value: Any, source: str, key: str, choices: Iterable[str] | None = None,
-          allow_empty: bool = False) -> list[str]:
-    """A list of distinct strings, each in ``choices`` when given."""
-    if not isinstance(value, list) or (not value and not allow_empty) \
-            or not all(isinstance(v, str) and v for v in value):
+def names(value: Any, source: str, key: str, choices: Iterable[str] | None = None) -> list[str]:
+    """A non-empty list of distinct strings, each in ``choices`` when given."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise bad(source, key, "must be a list of names", value)
     if len(set(value)) != len(value):
         raise bad(source, key, "must not repeat a name", value)
