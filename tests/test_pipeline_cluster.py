@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,3 +103,4 @@ def test_ray_job_submit_runs_a_study_on_a_local_head(tmp_path: Path, mirror: Pat
     finally:
         _stop_head(head, temp_dir)
     assert not _processes_using(temp_dir)
+    shutil.rmtree(temp_dir, ignore_errors=True)
