@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from hypermask.config import resolve_config
 from hypermask.train import train_continual
 
@@ -21,5 +23,5 @@ def whole_split_mnist_run(seed: int = 1, device: str = "auto", threads: int = 0)
         "wall_s": wall, "training_s": result.metrics["elapsed_s"],
         "seconds_per_step_per_task": per_task,
         "seconds_per_step": sum(per_task) / max(1, len(per_task)),
-        "average_accuracy": result.metrics["average_accuracy"],
+        "average_accuracy": result.metrics["average_accuracy"], "threads": torch.get_num_threads(),
     }
