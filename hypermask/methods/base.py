@@ -75,7 +75,7 @@ class HypernetworkMethod(ContinualMethod):
         if self._targets is None:
             return self.hnet(self.embeddings[task: task + 1])[0], None
         previous, current = self.hnet(self.embeddings[: task + 1]).split([task, 1])
-        regulariser = (previous - self._targets).pow(2).sum() / task
+        regulariser = F.mse_loss(previous, self._targets, reduction="sum") / task
         return current[0], regulariser
 
     def artifacts(self) -> dict[str, object]:
