@@ -7,7 +7,6 @@ Settings are layered: general defaults <- benchmark (published configuration) <-
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -81,9 +80,6 @@ class Config:
     def iteration_based(self) -> bool:
         """True when tasks last a fixed number of iterations (MNIST style)."""
         return self.epochs <= 0
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 # Published configurations (../design: HyperMask paper, table of hyperparameters).

@@ -198,10 +198,6 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
     return elapsed / max(1, steps)
 
 
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-
-
 def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
                     checkpoint_dir: str | Path | None = None,
                     stream: TaskStream | None = None) -> RunResult:
@@ -216,7 +212,7 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
     resumed = load_checkpoint(checkpoint_path, cfg)
     if stream is None:
         stream = build_stream(cfg)
-    _seed_everything(cfg.seed)
+    torch.manual_seed(cfg.seed)
     target = build_target(cfg.target, stream.input_shape, stream.classes_per_task, cfg.target_hidden)
     method = build_method(cfg, target, len(stream)).to(device)
     matrix: list[list[float]] = []
