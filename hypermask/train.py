@@ -132,8 +132,8 @@ def task_inference_accuracy(method: ContinualMethod, stream: TaskStream, cfg: Co
     task_hits = class_hits = total = 0
     for j, task in enumerate(stream.tasks):
         x, y = task.test_x[:samples_per_task].to(device), task.test_y[:samples_per_task]
-        x = stream.eval_preprocess(x)
-        logits = torch.stack([method(stream.tasks[k].view(x), all_weights[k]) for k in range(num_tasks)])
+        x = task.view(stream.eval_preprocess(x))  # the sample as task j presents it, shown to every mask
+        logits = torch.stack([method(x, all_weights[k]) for k in range(num_tasks)])
         guessed_task, guessed_class = infer_task(logits)
         task_hits += int((guessed_task.cpu() == j).sum())
         class_hits += int(((guessed_task.cpu() == j) & (guessed_class.cpu() == y)).sum())
