@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+# Variant -> short column label, in table order; the first is the one the others are compared to.
+LABELS = {"fast": "fast", "gradient_then_adam": "grad+adam", "per_task_regulariser": "per-task",
+          "reference": "ref"}
+
 
 def summarize_rows(rows: list[dict]) -> list[dict]:
-    """One entry per (benchmark, task): each variant's median and peak, and the speed ratios."""
+    """One entry per (benchmark, task): each variant's median and peak, and its time over fast's."""
     grouped: dict[tuple[str, int], dict[str, dict]] = defaultdict(dict)
     for row in rows:
         grouped[(row["benchmark"], row["task"])][row["variant"]] = row
     summary = []
     for (benchmark, task), variants in grouped.items():
         entry: dict = {"benchmark": benchmark, "task": task}
+        fast = variants.get("fast", {}).get("median_s")
         for name, row in variants.items():
             entry[f"{name}_s"] = row["median_s"]
             entry[f"{name}_peak_mb"] = row["peak_mb"]
             entry[f"{name}_step_mb"] = row["step_mb"]
-        fast = variants.get("fast", {}).get("median_s")
-        for name in ("reference", "per_task_regulariser"):
-            other = variants.get(name, {}).get("median_s")
-            entry[f"{name}_over_fast"] = other / fast if fast and other else None
+            if name != "fast":
+                entry[f"{name}_over_fast"] = row["median_s"] / fast if fast else None
         summary.append(entry)
     return summary
 
@@ -30,17 +33,17 @@ def _cell(value: float | None, pattern: str) -> str:
 
 
 def format_table(summary: list[dict]) -> str:
-    """Seconds per step, ratios and memory (peak / step-added MB) as aligned text."""
-    header = (f"{'benchmark':<24} {'task':>4} {'fast s':>8} {'per-task s':>10} {'ref s':>8} "
-              f"{'ref/fast':>8} {'per-task/fast':>13}  {'memory MB peak/step: fast | per-task | ref'}")
+    """Seconds per step, each variant's time over the fast step's, and memory (peak / added MB)."""
+    names = [n for n in LABELS if any(f"{n}_s" in e for e in summary)]
+    others = [n for n in names if n != "fast"]
+    header = (f"{'benchmark':<24} {'task':>4} " + " ".join(f"{LABELS[n] + ' s':>11}" for n in names)
+              + " " + " ".join(f"{LABELS[n] + '/fast':>14}" for n in others)
+              + "  memory MB peak/added: " + " | ".join(LABELS[n] for n in names))
     lines = [header, "-" * len(header)]
     for e in summary:
-        memory = " | ".join(
-            f"{_cell(e.get(f'{v}_peak_mb'), '.0f')}/{_cell(e.get(f'{v}_step_mb'), '.0f')}"
-            for v in ("fast", "per_task_regulariser", "reference"))
-        lines.append(
-            f"{e['benchmark']:<24} {e['task']:>4} {_cell(e.get('fast_s'), '.4f'):>8} "
-            f"{_cell(e.get('per_task_regulariser_s'), '.4f'):>10} {_cell(e.get('reference_s'), '.4f'):>8} "
-            f"{_cell(e.get('reference_over_fast'), '.2f'):>8} "
-            f"{_cell(e.get('per_task_regulariser_over_fast'), '.2f'):>13}  {memory}")
+        seconds = " ".join(f"{_cell(e.get(f'{n}_s'), '.4f'):>11}" for n in names)
+        ratios = " ".join(f"{_cell(e.get(f'{n}_over_fast'), '.2f'):>14}" for n in others)
+        memory = " | ".join(f"{_cell(e.get(f'{n}_peak_mb'), '.0f')}/{_cell(e.get(f'{n}_step_mb'), '.0f')}"
+                            for n in names)
+        lines.append(f"{e['benchmark']:<24} {e['task']:>4} {seconds} {ratios}  {memory}")
     return "\n".join(lines)

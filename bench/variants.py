@@ -9,11 +9,12 @@ from torch import Tensor
 
 from hypermask.methods import HyperMask
 from hypermask.runtime import configure_runtime
-from hypermask.train import make_optimizer, training_step
+from hypermask.optim import make_optimizer
+from hypermask.train import training_step
 
 from bench.reference_step import ReferenceStep, per_task_regulariser, task_output
 
-VARIANTS = ("fast", "per_task_regulariser", "reference")
+VARIANTS = ("fast", "gradient_then_adam", "per_task_regulariser", "reference")
 
 StepFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -53,4 +54,5 @@ def build_step(variant: str, method: HyperMask, task: int, sparsity: float,
     if variant == "per_task_regulariser" and method.cfg.beta > 0:
         use_per_task_regulariser(method, task)
     optimizer = make_optimizer(method.parameters(), lr, device)
-    return lambda x, y: training_step(method, optimizer, task, x, y, sparsity)
+    in_backward = variant == "fast"
+    return lambda x, y: training_step(method, optimizer, task, x, y, sparsity, in_backward)

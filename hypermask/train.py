@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,7 @@ from hypermask.masks import ramped_sparsity
 from hypermask.methods import ContinualMethod, build_method
 from hypermask.metrics import infer_task, summarize
 from hypermask.nets import build_target
+from hypermask.optim import in_backward_adam, make_optimizer
 from hypermask.runtime import configure_runtime
 
 
@@ -67,15 +69,6 @@ class RunResult:
 
 
 TaskCallback = Callable[[TaskReport], None]
-
-
-def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """Adam with default betas; the fused kernel where the build supports it."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, foreach=device.type == "cuda")
 
 
 def steps_per_task(cfg: Config, train_size: int) -> int:
@@ -144,11 +137,19 @@ def task_inference_accuracy(method: ContinualMethod, stream: TaskStream, cfg: Co
 
 
 def training_step(method: ContinualMethod, optimizer: torch.optim.Optimizer, task: int,
-                  x: torch.Tensor, y: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """One optimisation step on a batch of ``task``; returns the (detached) loss."""
-    loss, _ = method.training_loss(task, x, y, sparsity)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+                  x: torch.Tensor, y: torch.Tensor, sparsity: float,
+                  update_in_backward: bool = True) -> torch.Tensor:
+    """One optimisation step on a batch of ``task``; returns the (detached) loss.
+
+    With ``update_in_backward`` the hypernetwork's output weight is updated by Adam inside the
+    backward pass (same update, less memory traffic; see :mod:`hypermask.optim`).
+    """
+    with ExitStack() as stack:
+        if update_in_backward:
+            stack.enter_context(in_backward_adam(method, optimizer))
+        loss, _ = method.training_loss(task, x, y, sparsity)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
     optimizer.step()
     return loss.detach()
 

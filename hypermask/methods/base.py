@@ -66,17 +66,20 @@ class HypernetworkMethod(ContinualMethod):
         """Record H(e_j) of every earlier task once (detached): the regulariser's targets."""
         if task > 0 and self.cfg.beta > 0:
             with torch.no_grad():
-                self._targets = self.hnet(self.embeddings[:task]).detach()
+                self._targets = self.hnet(self.embeddings[:task])
         else:
             self._targets = None
 
     def hnet_outputs(self, task: int) -> tuple[Tensor, Tensor | None]:
-        """Current task's raw output and the output regulariser, from one batched forward."""
+        """Current task's raw output and the output regulariser (1/t)·Σ_j ‖H(e_j) − H*_j‖².
+
+        One pass over the hypernetwork's output layer serves both (see ``current_and_distance``).
+        """
         if self._targets is None:
-            return self.hnet(self.embeddings[task: task + 1])[0], None
-        previous, current = self.hnet(self.embeddings[: task + 1]).split([task, 1])
-        regulariser = F.mse_loss(previous, self._targets, reduction="sum") / task
-        return current[0], regulariser
+            current, _ = self.hnet.current_and_distance(self.embeddings[task: task + 1], None)
+            return current, None
+        current, distance = self.hnet.current_and_distance(self.embeddings[: task + 1], self._targets)
+        return current, distance / task
 
     def artifacts(self) -> dict[str, object]:
         return {"hypernetwork": self.hnet.state_dict(), "embeddings": self.embeddings.detach().cpu()}

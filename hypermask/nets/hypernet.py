@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hypermask.nets.output_layer import DEFAULT_BLOCK_BYTES, RowUpdater, output_and_distance
+
 
 class _MLP(nn.Module):
     """Linear layers with ELU between them; default PyTorch initialisation."""
@@ -16,28 +18,52 @@ class _MLP(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
-    def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = F.elu(x)
+    def hidden(self, x: Tensor) -> Tensor:
+        """Activations entering the last layer."""
+        for layer in self.layers[:-1]:
+            x = F.elu(layer(x))
         return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers[-1](self.hidden(x))
 
 
 class HyperNetwork(nn.Module):
     """H(e; Φ): an MLP from a task embedding to ``output_size`` numbers.
 
     ``forward`` takes a batch of embeddings ``(B, d_e)`` and returns ``(B, output_size)``, so the
-    outputs for several tasks come from one call.
+    outputs for several tasks come from one call. Training uses :meth:`current_and_distance`,
+    which also forms the output regulariser in the same pass.
     """
 
     def __init__(self, embedding_size: int, hidden: list[int], output_size: int) -> None:
         super().__init__()
         self.output_size = output_size
         self.mlp = _MLP([embedding_size, *hidden, output_size])
+        self.output_updater: RowUpdater | None = None
+        self.block_bytes = DEFAULT_BLOCK_BYTES  # weight memory per backward block
 
     def forward(self, embeddings: Tensor) -> Tensor:
         return self.mlp(embeddings)
+
+    @property
+    def output_weight(self) -> Tensor:
+        """The last layer's weight (``output_size`` x last hidden size): nearly all parameters."""
+        return self.mlp.layers[-1].weight
+
+    def set_output_updater(self, updater: RowUpdater | None) -> None:
+        """Have ``updater`` update :attr:`output_weight` during backward (``None``: plain ``.grad``)."""
+        self.output_updater = updater
+
+    def current_and_distance(self, embeddings: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Output of the last embedding and Σ_j ‖H(e_j) − T_j‖² over the earlier ones, in one pass.
+
+        ``embeddings`` holds the ``k`` earlier embeddings then the current one; ``targets`` comes from
+        the earlier ones' recorded outputs ``(k, output_size)`` (``None`` when ``k = 0``).
+        """
+        last = self.mlp.layers[-1]
+        return output_and_distance(self.mlp.hidden(embeddings), last.weight, last.bias, targets,
+                                   self.output_updater, self.block_bytes)
 
 
 class ChunkedHyperNetwork(nn.Module):
@@ -62,6 +88,14 @@ class ChunkedHyperNetwork(nn.Module):
         chunk_part = self.chunk_embeddings[None].expand(batch, -1, -1)
         out = self.mlp(torch.cat([task_part, chunk_part], dim=2))
         return out.reshape(batch, n_chunks * self.chunk_size)[:, : self.output_size]
+
+    def current_and_distance(self, embeddings: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Output of the last embedding and Σ_j ‖H(e_j) − T_j‖² over the earlier ones (one call)."""
+        out = self(embeddings)
+        if targets is None:
+            return out[-1], out.new_zeros(())
+        residual = out[:-1] - targets
+        return out[-1], torch.dot(residual.reshape(-1), residual.reshape(-1))
 
 
 def build_hypernetwork(embedding_size: int, hidden: list[int], output_size: int,
