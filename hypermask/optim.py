@@ -50,8 +50,8 @@ class InBackwardAdam:
     def __init__(self, optimizer: torch.optim.Optimizer, param: Tensor) -> None:
         self.optimizer = optimizer
         self.param = param
-        self._step_started = False
         self._group: dict | None = None
+        self._stepped = False
 
     @classmethod
     def for_optimizer(cls, optimizer: torch.optim.Optimizer, param: Tensor) -> "InBackwardAdam | None":
@@ -76,17 +76,21 @@ class InBackwardAdam:
         return state
 
     def begin_step(self) -> None:
-        """Advance Adam's step counter once; every block of this step then uses it."""
-        if self._step_started:
-            raise RuntimeError("the in-backward Adam parameter received two gradients in one step "
-                               "(use the layer once per loss)")
+        """Advance Adam's step counter once; every block of this step then uses it.
+
+        A binding serves one optimisation step: a second gradient for the parameter within it (the
+        layer used twice in one loss) would be applied as a second, partial step, so it is refused.
+        """
+        if self._stepped:
+            raise RuntimeError("the hypernetwork's output layer was used more than once in one "
+                               "training step; its in-backward update takes one gradient per step")
+        self._stepped = True
         self._state()["step"].add_(1)
         self._group = _param_group(self.optimizer, self.param)
-        self._step_started = True
 
     def end_step(self) -> None:
         """Close the step opened by :meth:`begin_step`."""
-        self._step_started = False
+        self._group = None
 
     @torch.no_grad()
     def update_rows(self, start: int, grad_rows: Tensor) -> None:
@@ -103,9 +107,9 @@ class InBackwardAdam:
 
 @contextmanager
 def in_backward_adam(module: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[int]:
-    """Within the block, every hypernetwork in ``module`` has its output weight updated by
-    ``optimizer`` during backward (where the optimiser is plain fused Adam). Yields how many
-    layers were bound; all bindings are removed on exit."""
+    """Within the block (one training step), every hypernetwork in ``module`` has its output weight
+    updated by ``optimizer`` during backward (where the optimiser is plain fused Adam). Yields how
+    many layers were bound; all bindings are removed on exit."""
     bound = []
     for sub in module.modules():
         if hasattr(sub, "set_output_updater") and hasattr(sub, "output_weight"):

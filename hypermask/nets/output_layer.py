@@ -34,6 +34,11 @@ class RowUpdater(Protocol):
 
 
 def _block_rows(weight: Tensor, block_bytes: int) -> int:
+    """Rows per backward block: about ``block_bytes`` of the weight on CPU (so that a block stays in
+    cache between its products and its update); the whole weight on a GPU, where every block costs
+    kernel launches and memory bandwidth is plentiful."""
+    if weight.device.type != "cpu":
+        return weight.shape[0]
     return max(1, min(weight.shape[0], block_bytes // (weight.shape[1] * weight.element_size())))
 
 

@@ -1,0 +1,112 @@
+"""Throughput of several Split MNIST trials sharing one machine through fractional Ray resources.
+
+For each concurrency k (default 1, 2, 4, 8) the script starts k identical training runs at once as
+Ray tasks, each asking for 1/k of the GPU (or of the CPUs where there is no GPU), and measures the
+wall time until all are done. The table gives the total training steps per second for every k and
+its gain over k = 1: the packing with the highest throughput is the one to give the pipeline
+(``resources.gpus_per_trial`` in ``params.yaml``). Run ``python bench/packing.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ray
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = ROOT / "bench" / "results" / "packing.json"
+
+
+def train_once(overrides: dict[str, object]) -> dict[str, float]:
+    """One Split MNIST run with ``overrides``; its training time and average accuracy."""
+    from hypermask.config import resolve_config
+    from hypermask.train import train_continual
+
+    cfg = resolve_config("split_mnist", overrides=overrides)
+    started = time.perf_counter()
+    result = train_continual(cfg)
+    return {"seconds": time.perf_counter() - started, "steps": cfg.tasks * cfg.iterations,
+            "average_accuracy": result.metrics["average_accuracy"]}
+
+
+def measure_packing(concurrency: int, overrides: dict[str, object], use_gpu: bool,
+                    cpus: float) -> dict[str, float]:
+    """Run ``concurrency`` copies of the same training at once, each on 1/concurrency of the device."""
+    share = {"num_gpus": 1.0 / concurrency, "num_cpus": 0} if use_gpu else {
+        "num_cpus": cpus / concurrency}
+    threads = max(1, int(cpus // concurrency))
+    settings = {**overrides, "device": "cuda" if use_gpu else "cpu", "threads": threads,
+                "progress": False}
+    remote = ray.remote(**share)(train_once)
+    started = time.perf_counter()
+    runs = ray.get([remote.remote(settings) for _ in range(concurrency)])
+    wall = time.perf_counter() - started
+    steps = sum(run["steps"] for run in runs)
+    return {"concurrency": concurrency, "share": 1.0 / concurrency, "wall_s": wall,
+            "steps_per_s": steps / wall,
+            "seconds_per_step_per_trial": sum(r["seconds"] / r["steps"] for r in runs) / len(runs),
+            "average_accuracy": sum(r["average_accuracy"] for r in runs) / len(runs)}
+
+
+def format_table(rows: list[dict], device: str) -> str:
+    """Throughput per concurrency and its gain over one trial alone."""
+    base = rows[0]["steps_per_s"] if rows else 0.0
+    lines = [f"{'trials':>6} {'share of ' + device:>14} {'wall s':>8} {'steps/s':>9} "
+             f"{'s/step/trial':>12} {'vs 1':>6} {'accuracy %':>10}"]
+    for row in rows:
+        lines.append(f"{row['concurrency']:>6} {row['share']:>14.3f} {row['wall_s']:>8.1f} "
+                     f"{row['steps_per_s']:>9.1f} {row['seconds_per_step_per_trial']:>12.4f} "
+                     f"{row['steps_per_s'] / base if base else 0.0:>6.2f} {row['average_accuracy']:>10.2f}")
+    best = max(rows, key=lambda r: r["steps_per_s"]) if rows else None
+    if best is not None:
+        lines.append(f"highest throughput: {best['concurrency']} trials per {device} "
+                     f"(share {best['share']:.3f} each)")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--tasks", type=int, default=2, help="Split MNIST tasks per trial")
+    parser.add_argument("--iterations", type=int, default=500, help="iterations per task")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    use_gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = torch.cuda.get_device_name(0) if use_gpu else "CPU"
+    overrides = {"tasks": args.tasks, "iterations": args.iterations}
+    # Workers import this module by name: give them the project root on their path.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        cpus = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+        rows = []
+        for k in args.concurrency:
+            rows.append(measure_packing(k, overrides, use_gpu, cpus))
+            print(f"  {k} trials: {rows[-1]['steps_per_s']:.1f} steps/s", flush=True)
+    finally:
+        ray.shutdown()
+    print(format_table(rows, "GPU" if use_gpu else "CPU"))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"device": device, "torch": torch.__version__, "rows": rows},
+                                    indent=2) + "\n")
+    print(f"written {args.json}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
