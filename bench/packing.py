@@ -68,8 +68,8 @@ def format_table(rows: list[dict], device: str) -> str:
                      f"{row['steps_per_s'] / base if base else 0.0:>6.2f} {row['average_accuracy']:>10.2f}")
     best = max(rows, key=lambda r: r["steps_per_s"]) if rows else None
     if best is not None:
-        lines.append(f"highest throughput: {best['concurrency']} trials per {device} "
-                     f"(share {best['share']:.3f} each)")
+        lines.append(f"highest throughput: {best['concurrency']} concurrent trials, "
+                     f"{best['share']:.3f} of the {device} each")
     return "\n".join(lines)
 
 
