@@ -22,15 +22,15 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 import ray
 import torch
 
+from hypermask.config import ConfigError, resolve_config
+from hypermask.train import train_continual
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "bench" / "results" / "packing.json"
 
 
 def train_once(overrides: dict[str, object]) -> dict[str, float]:
     """One Split MNIST run with ``overrides``; its training time and average accuracy."""
-    from hypermask.config import resolve_config
-    from hypermask.train import train_continual
-
     cfg = resolve_config("split_mnist", overrides=overrides)
     started = time.perf_counter()
     result = train_continual(cfg)
@@ -73,11 +73,18 @@ def format_table(rows: list[dict], device: str) -> str:
     return "\n".join(lines)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--tasks", type=int, default=2, help="Split MNIST tasks per trial")
-    parser.add_argument("--iterations", type=int, default=500, help="iterations per task")
+    parser.add_argument("--concurrency", type=_positive, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--tasks", type=_positive, default=2, help="Split MNIST tasks per trial (at most 5)")
+    parser.add_argument("--iterations", type=_positive, default=500, help="iterations per task")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     return parser.parse_args(argv)
@@ -88,6 +95,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     use_gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.cuda.get_device_name(0) if use_gpu else "CPU"
     overrides = {"tasks": args.tasks, "iterations": args.iterations}
+    try:  # bad settings stop here, before Ray starts
+        resolve_config("split_mnist", overrides=overrides)
+    except ConfigError as error:
+        raise SystemExit(f"packing.py: error: {error}") from None
     # Workers import this module by name: give them the project root on their path.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     ray.init(address="local", include_dashboard=False, logging_level="WARNING",
