@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 DEFAULT_BLOCK_BYTES = 4 << 20
+MAX_BLOCKS = 64  # larger weights get larger blocks: each block costs a few operator calls
 
 
 class RowUpdater(Protocol):
@@ -34,12 +35,14 @@ class RowUpdater(Protocol):
 
 
 def _block_rows(weight: Tensor, block_bytes: int) -> int:
-    """Rows per backward block: about ``block_bytes`` of the weight on CPU (so that a block stays in
-    cache between its products and its update); the whole weight on a GPU, where every block costs
-    kernel launches and memory bandwidth is plentiful."""
+    """Rows per backward block. On CPU about ``block_bytes`` of the weight (so that a block stays in
+    cache between its products and its update), but no more than :data:`MAX_BLOCKS` blocks; on a GPU
+    the whole weight, where every block costs kernel launches and memory bandwidth is plentiful."""
+    rows = weight.shape[0]
     if weight.device.type != "cpu":
-        return weight.shape[0]
-    return max(1, min(weight.shape[0], block_bytes // (weight.shape[1] * weight.element_size())))
+        return rows
+    by_size = block_bytes // (weight.shape[1] * weight.element_size())
+    return max(1, min(rows, max(by_size, -(-rows // MAX_BLOCKS))))
 
 
 class _OutputLayer(torch.autograd.Function):
