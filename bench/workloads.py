@@ -16,7 +16,7 @@ from hypermask.nets import build_target
 # Benchmark name -> (hypermask benchmark, published-config overrides, default timed repeats).
 WORKLOADS: dict[str, tuple[str, dict[str, str], int]] = {
     "split_mnist": ("split_mnist", {}, 10),
-    "permuted_mnist": ("permuted_mnist", {}, 3),
+    "permuted_mnist": ("permuted_mnist", {}, 5),
     "split_cifar100_resnet20": ("split_cifar100", {"target": "resnet20"}, 5),
     "split_cifar100_zenkenet": ("split_cifar100", {"target": "zenkenet"}, 5),
 }
