@@ -37,7 +37,7 @@ class RowUpdater(Protocol):
 def _block_rows(weight: Tensor, block_bytes: int) -> int:
     """Rows per backward block. On CPU about ``block_bytes`` of the weight (so that a block stays in
     cache between its products and its update), but no more than :data:`MAX_BLOCKS` blocks; on a GPU
-    the whole weight, where every block costs kernel launches and memory bandwidth is plentiful."""
+    the whole weight (every block would cost kernel launches there)."""
     rows = weight.shape[0]
     if weight.device.type != "cpu":
         return rows
