@@ -1,10 +1,11 @@
 """Time the HyperMask training step: the library's fast step against slower variants.
 
-For each published configuration, at the first and the last task, three variants run side by side,
+For each published configuration, at the first and the last task, four variants run side by side,
 each in a fresh subprocess so that its peak memory is its own: ``fast`` (the library's
-``training_step``), ``per_task_regulariser`` (the same step with one hypernetwork call per earlier
-task) and ``reference`` (:mod:`bench.reference_step`). ``--whole-run`` adds the full published Split
-MNIST training. Run ``python bench/train_step.py --help``.
+``training_step``), ``gradient_then_adam`` (the same step with the output weight's gradient written
+in full and Adam run afterwards), ``per_task_regulariser`` (that, with one hypernetwork call per
+earlier task) and ``reference`` (:mod:`bench.reference_step`). ``--whole-run`` adds the full published
+Split MNIST training. Run ``python bench/train_step.py --help``.
 """
 
 from __future__ import annotations
