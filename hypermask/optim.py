@@ -47,11 +47,11 @@ class InBackwardAdam:
     fused Adam (then the ordinary step is used).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, param: Tensor) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, param: Tensor, group: dict) -> None:
         self.optimizer = optimizer
         self.param = param
-        self._group: dict | None = None
-        self._stepped = False
+        self.group = group  # read at every step: schedulers change its lr in place
+        self._state: dict | None = None
 
     @classmethod
     def for_optimizer(cls, optimizer: torch.optim.Optimizer, param: Tensor) -> "InBackwardAdam | None":
@@ -70,15 +70,7 @@ class InBackwardAdam:
         if (not plain_fused_adam or param.device.type != "cpu" or not param.is_contiguous()
                 or param.dim() != 2):
             return None
-        return cls(optimizer, param)
-
-    def _state(self) -> dict:
-        state = self.optimizer.state[self.param]
-        if not state:  # as torch.optim.Adam initialises a fused parameter's state
-            state["step"] = torch.zeros((), dtype=torch.float32, device=self.param.device)
-            state["exp_avg"] = torch.zeros_like(self.param, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(self.param, memory_format=torch.preserve_format)
-        return state
+        return cls(optimizer, param, group)
 
     def begin_step(self) -> None:
         """Advance Adam's step counter once; every block of this step then uses it.
@@ -86,22 +78,22 @@ class InBackwardAdam:
         A binding serves one optimisation step: a second gradient for the parameter within it (the
         layer used twice in one loss) would be applied as a second, partial step, so it is refused.
         """
-        if self._stepped:
+        if self._state is not None:
             raise RuntimeError("the hypernetwork's output layer was used more than once in one "
                                "training step; its in-backward update takes one gradient per step")
-        self._stepped = True
-        self._state()["step"].add_(1)
-        self._group = _param_group(self.optimizer, self.param)
-
-    def end_step(self) -> None:
-        """Close the step opened by :meth:`begin_step`."""
-        self._group = None
+        state = self.optimizer.state[self.param]
+        if not state:  # as torch.optim.Adam initialises a fused parameter's state
+            state["step"] = torch.zeros((), dtype=torch.float32, device=self.param.device)
+            state["exp_avg"] = torch.zeros_like(self.param, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(self.param, memory_format=torch.preserve_format)
+        state["step"].add_(1)
+        self._state = state
 
     @torch.no_grad()
     def update_rows(self, start: int, grad_rows: Tensor) -> None:
         """Apply Adam to rows ``start : start + len(grad_rows)`` of the parameter."""
-        state, group = self._state(), self._group
-        assert group is not None, "update_rows outside begin_step/end_step"
+        state, group = self._state, self.group
+        assert state is not None, "update_rows before begin_step"
         stop = start + grad_rows.shape[0]
         beta1, beta2 = group["betas"]
         _FUSED_ADAM([self.param[start:stop]], [grad_rows], [state["exp_avg"][start:stop]],
@@ -117,13 +109,12 @@ def in_backward_adam(module: nn.Module, optimizer: torch.optim.Optimizer) -> Ite
     many layers were bound; all bindings are removed on exit."""
     bound = []
     for sub in module.modules():
-        if hasattr(sub, "set_output_updater") and hasattr(sub, "output_weight"):
-            updater = InBackwardAdam.for_optimizer(optimizer, sub.output_weight)
-            if updater is not None:
-                sub.set_output_updater(updater)
+        if hasattr(sub, "output_updater"):
+            sub.output_updater = InBackwardAdam.for_optimizer(optimizer, sub.output_weight)
+            if sub.output_updater is not None:
                 bound.append(sub)
     try:
         yield len(bound)
     finally:
         for sub in bound:
-            sub.set_output_updater(None)
+            sub.output_updater = None

@@ -6,7 +6,7 @@ import copy
 import json
 import math
 import time
-from contextlib import ExitStack
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -144,9 +144,7 @@ def training_step(method: ContinualMethod, optimizer: torch.optim.Optimizer, tas
     With ``update_in_backward`` the hypernetwork's output weight is updated by Adam inside the
     backward pass (same update, less memory traffic; see :mod:`hypermask.optim`).
     """
-    with ExitStack() as stack:
-        if update_in_backward:
-            stack.enter_context(in_backward_adam(method, optimizer))
+    with in_backward_adam(method, optimizer) if update_in_backward else nullcontext():
         loss, _ = method.training_loss(task, x, y, sparsity)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -20,9 +20,14 @@ def _pair(block_bytes: int = 3_000) -> tuple[HyperNetwork, HyperNetwork]:
     return net, copy.deepcopy(net)
 
 
+def _objective(current: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+    """A loss that weighs every output differently and uses the regulariser's sum of squares."""
+    weights = torch.linspace(-1, 1, current.numel(), dtype=current.dtype)
+    return (current.sin() * weights).sum() + 0.3 * distance
+
+
 def _loss(net: HyperNetwork, embeddings: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-    current, distance = net.current_and_distance(embeddings, targets)
-    return (current.sin() * torch.linspace(-1, 1, current.numel(), dtype=current.dtype)).sum() + 0.3 * distance
+    return _objective(*net.current_and_distance(embeddings, targets))
 
 
 def _step(net, optimizer, embeddings, targets, in_backward: bool) -> None:
@@ -67,7 +72,7 @@ def test_blockwise_gradients_equal_autograd_of_the_plain_layer() -> None:
     loss = _loss(net, embeddings, targets)
     grads = torch.autograd.grad(loss, [embeddings, *net.parameters()])
     out = net(embeddings)
-    plain = (out[-1].sin() * torch.linspace(-1, 1, 401, dtype=out.dtype)).sum() + 0.3 * ((out[:-1] - targets) ** 2).sum()
+    plain = _objective(out[-1], ((out[:-1] - targets) ** 2).sum())
     expected = torch.autograd.grad(plain, [embeddings, *net.parameters()])
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -40,6 +40,7 @@ class HyperNetwork(nn.Module):
         super().__init__()
         self.output_size = output_size
         self.mlp = _MLP([embedding_size, *hidden, output_size])
+        # Set for one training step by hypermask.optim.in_backward_adam; None: plain ``.grad``.
         self.output_updater: RowUpdater | None = None
         self.block_bytes = DEFAULT_BLOCK_BYTES  # weight memory per backward block
 
@@ -50,10 +51,6 @@ class HyperNetwork(nn.Module):
     def output_weight(self) -> Tensor:
         """The last layer's weight (``output_size`` x last hidden size): nearly all parameters."""
         return self.mlp.layers[-1].weight
-
-    def set_output_updater(self, updater: RowUpdater | None) -> None:
-        """Have ``updater`` update :attr:`output_weight` during backward (``None``: plain ``.grad``)."""
-        self.output_updater = updater
 
     def current_and_distance(self, embeddings: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """Output of the last embedding and Σ_j ‖H(e_j) − T_j‖² over the earlier ones, in one pass.

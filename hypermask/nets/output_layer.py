@@ -31,8 +31,6 @@ class RowUpdater(Protocol):
 
     def update_rows(self, start: int, grad_rows: Tensor) -> None: ...
 
-    def end_step(self) -> None: ...
-
 
 def _block_rows(weight: Tensor, block_bytes: int) -> int:
     """Rows per backward block. On CPU about ``block_bytes`` of the weight (so that a block stays in
@@ -52,12 +50,11 @@ class _OutputLayer(torch.autograd.Function):
         earlier = 0 if targets is None else targets.shape[0]
         out = torch.mm(hidden, weight.t())  # (k + 1, N), bias not yet added
         current = out[earlier] + bias
-        residual = None
-        distance = torch.zeros((), dtype=weight.dtype, device=weight.device)
         if earlier:
             residual = torch.add(out[:earlier], bias).sub_(targets)
-            flat = residual.view(-1)
-            distance = torch.dot(flat, flat)
+            distance = torch.dot(residual.view(-1), residual.view(-1))
+        else:
+            residual, distance = None, out.new_zeros(())
         ctx.save_for_backward(hidden, weight, residual)
         ctx.updater = updater
         ctx.earlier = earlier
@@ -80,30 +77,27 @@ class _OutputLayer(torch.autograd.Function):
             grad_bias = grad_current.clone()
             if scale is not None:
                 grad_bias.add_(residual.sum(0) * scale)
-        grad_weight = torch.empty_like(weight) if need_weight and updater is None else None
         block = ctx.block_rows
+        in_backward = need_weight and updater is not None
+        grad_weight = torch.empty_like(weight) if need_weight and not in_backward else None
+        grad_block = None
+        if in_backward:
+            grad_block = torch.empty(block, width, dtype=weight.dtype, device=weight.device)
         grad_out = torch.zeros(earlier + 1, block, dtype=weight.dtype, device=weight.device)
-        grad_block = torch.empty(block, width, dtype=weight.dtype, device=weight.device)
-        if need_weight and updater is not None:
+        if in_backward:
             updater.begin_step()
-        try:
-            for start in range(0, rows, block):
-                stop = min(rows, start + block)
-                g = grad_out[:, : stop - start]  # this block's columns of the output gradient
-                if scale is not None:
-                    torch.mul(residual[:, start:stop], scale, out=g[:earlier])
-                g[earlier] = grad_current[start:stop]
-                if grad_hidden is not None:
-                    grad_hidden.addmm_(g, weight[start:stop])
-                if not need_weight:
-                    continue
-                if updater is None:
-                    torch.mm(g.t(), hidden, out=grad_weight[start:stop])
-                else:
-                    updater.update_rows(start, torch.mm(g.t(), hidden, out=grad_block[: stop - start]))
-        finally:
-            if need_weight and updater is not None:
-                updater.end_step()
+        for start in range(0, rows, block):
+            stop = min(rows, start + block)
+            g = grad_out[:, : stop - start]  # this block's columns of the output gradient
+            if scale is not None:
+                torch.mul(residual[:, start:stop], scale, out=g[:earlier])
+            g[earlier] = grad_current[start:stop]
+            if grad_hidden is not None:
+                grad_hidden.addmm_(g, weight[start:stop])
+            if in_backward:
+                updater.update_rows(start, torch.mm(g.t(), hidden, out=grad_block[: stop - start]))
+            elif need_weight:
+                torch.mm(g.t(), hidden, out=grad_weight[start:stop])
         return grad_hidden, grad_weight, grad_bias, None, None, None
 
 
@@ -117,6 +111,4 @@ def output_and_distance(hidden: Tensor, weight: Tensor, bias: Tensor, targets: T
     ``updater`` the weight is updated during backward instead of receiving ``.grad``. Backward
     works on blocks of about ``block_bytes`` of the weight.
     """
-    if updater is not None and not weight.requires_grad:
-        updater = None
     return _OutputLayer.apply(hidden, weight, bias, targets, updater, block_bytes)
