@@ -22,20 +22,11 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 import ray
 import torch
 
+from bench.whole_run import whole_split_mnist_run
 from hypermask.config import ConfigError, resolve_config
-from hypermask.train import train_continual
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "bench" / "results" / "packing.json"
-
-
-def train_once(overrides: dict[str, object]) -> dict[str, float]:
-    """One Split MNIST run with ``overrides``; its training time and average accuracy."""
-    cfg = resolve_config("split_mnist", overrides=overrides)
-    started = time.perf_counter()
-    result = train_continual(cfg)
-    return {"seconds": time.perf_counter() - started, "steps": cfg.tasks * cfg.iterations,
-            "average_accuracy": result.metrics["average_accuracy"]}
 
 
 def measure_packing(concurrency: int, overrides: dict[str, object], use_gpu: bool,
@@ -44,16 +35,15 @@ def measure_packing(concurrency: int, overrides: dict[str, object], use_gpu: boo
     share = {"num_gpus": 1.0 / concurrency, "num_cpus": 0} if use_gpu else {
         "num_cpus": cpus / concurrency}
     threads = max(1, int(cpus // concurrency))
-    settings = {**overrides, "device": "cuda" if use_gpu else "cpu", "threads": threads,
-                "progress": False}
-    remote = ray.remote(**share)(train_once)
+    remote = ray.remote(**share)(whole_split_mnist_run)
     started = time.perf_counter()
-    runs = ray.get([remote.remote(settings) for _ in range(concurrency)])
+    runs = ray.get([remote.remote(device="cuda" if use_gpu else "cpu", threads=threads,
+                                  overrides=overrides) for _ in range(concurrency)])
     wall = time.perf_counter() - started
     steps = sum(run["steps"] for run in runs)
     return {"concurrency": concurrency, "share": 1.0 / concurrency, "wall_s": wall,
             "steps_per_s": steps / wall,
-            "seconds_per_step_per_trial": sum(r["seconds"] / r["steps"] for r in runs) / len(runs),
+            "seconds_per_step_per_trial": sum(r["wall_s"] / r["steps"] for r in runs) / len(runs),
             "average_accuracy": sum(r["average_accuracy"] for r in runs) / len(runs)}
 
 
