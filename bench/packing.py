@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(ROOT))
 
 import ray
 import torch
@@ -25,23 +26,22 @@ import torch
 from bench.whole_run import whole_split_mnist_run
 from hypermask.config import ConfigError, resolve_config
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "bench" / "results" / "packing.json"
 
 
 def measure_packing(concurrency: int, overrides: dict[str, object], use_gpu: bool,
                     cpus: float) -> dict[str, float]:
     """Run ``concurrency`` copies of the same training at once, each on 1/concurrency of the device."""
-    share = {"num_gpus": 1.0 / concurrency, "num_cpus": 0} if use_gpu else {
-        "num_cpus": cpus / concurrency}
+    share = 1.0 / concurrency
+    resources = {"num_gpus": share, "num_cpus": 0} if use_gpu else {"num_cpus": cpus * share}
     threads = max(1, int(cpus // concurrency))
-    remote = ray.remote(**share)(whole_split_mnist_run)
+    remote = ray.remote(**resources)(whole_split_mnist_run)
     started = time.perf_counter()
     runs = ray.get([remote.remote(device="cuda" if use_gpu else "cpu", threads=threads,
                                   overrides=overrides) for _ in range(concurrency)])
     wall = time.perf_counter() - started
     steps = sum(run["steps"] for run in runs)
-    return {"concurrency": concurrency, "share": 1.0 / concurrency, "wall_s": wall,
+    return {"concurrency": concurrency, "share": share, "wall_s": wall,
             "steps_per_s": steps / wall,
             "seconds_per_step_per_trial": sum(r["wall_s"] / r["steps"] for r in runs) / len(runs),
             "average_accuracy": sum(r["average_accuracy"] for r in runs) / len(runs)}
@@ -73,7 +73,8 @@ def _positive(text: str) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=_positive, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--tasks", type=_positive, default=2, help="Split MNIST tasks per trial (at most 5)")
+    parser.add_argument("--tasks", type=_positive, default=2,
+                        help="Split MNIST tasks per trial (at most 5)")
     parser.add_argument("--iterations", type=_positive, default=500, help="iterations per task")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
