@@ -9,11 +9,9 @@ from typing import Any
 
 import torch
 
-from hypermask.config import Config
+from hypermask.config import NON_RESULT_SETTINGS, Config
 
 CHECKPOINT_FILE = "checkpoint.pt"
-# Settings that change neither the numbers nor the task sequence: a resumed run may differ in them.
-_RUNTIME_KEYS = {"progress", "threads", "device", "data_root", "eval_batch_size"}
 
 
 class CheckpointError(RuntimeError):
@@ -31,7 +29,7 @@ class TrainingState:
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in _RUNTIME_KEYS}
+    return {k: v for k, v in config.items() if k not in NON_RESULT_SETTINGS}
 
 
 def save_checkpoint(directory: Path, cfg: Config, state: TrainingState) -> Path:

@@ -204,6 +204,17 @@ def _validate(cfg: Config) -> None:
         raise bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
 
 
+# Settings that change neither the numbers nor the task sequence of a run. Everything else affects the
+# results (``eval_batch_size`` changes batch-statistics BN numbers; ``threads`` and ``device`` change
+# floating-point reductions): the one list behind checkpoint resume, pipeline keys and what is recorded.
+NON_RESULT_SETTINGS = frozenset({"progress", "data_root"})
+
+
+def result_settings(cfg: Config) -> dict[str, Any]:
+    """The settings of ``cfg`` that define its results (public names), for keys and resume checks."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in NON_RESULT_SETTINGS}
+
+
 def setting_names() -> list[str]:
     """Public names accepted by ``--set``."""
     return sorted(_public(name) for name in _FIELDS if name not in ("benchmark", "method"))
