@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ class TrainingState:
     accuracy_matrix: list[list[float]]
     seconds_per_step: list[float]
     elapsed_s: float
+    val_accuracy_matrix: list[list[float]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)  # the scores after the last finished task
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -37,9 +39,7 @@ def save_checkpoint(directory: Path, cfg: Config, state: TrainingState) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CHECKPOINT_FILE
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": cfg.to_dict(), "model_state": state.model_state,
-                "accuracy_matrix": state.accuracy_matrix, "seconds_per_step": state.seconds_per_step,
-                "elapsed_s": state.elapsed_s}, tmp)
+    torch.save({"config": cfg.to_dict(), **vars(state)}, tmp)
     os.replace(tmp, path)
     return path
 
@@ -57,4 +57,4 @@ def load_checkpoint(directory: Path | None, cfg: Config) -> TrainingState | None
         raise CheckpointError(f"checkpoint {path} belongs to a different configuration; "
                               "use another output folder or delete it")
     return TrainingState(data["model_state"], data["accuracy_matrix"], data["seconds_per_step"],
-                         data["elapsed_s"])
+                         data["elapsed_s"], data.get("val_accuracy_matrix", []), data.get("metrics", {}))

@@ -55,6 +55,7 @@ class Config:
     augment: bool = True
     data_root: str = "data"
     eval_batch_size: int = 0
+    inference_samples: int = 0  # test/validation samples per task for task inference (0 = all)
     # runtime
     device: str = "auto"
     threads: int = 0
@@ -189,7 +190,7 @@ def _validate(cfg: Config) -> None:
     if cfg.target_hidden and min(cfg.target_hidden) < 1:
         raise bad("target_hidden", "must list positive layer sizes")
     for key in ("chunk_size", "train_subset", "shots", "validation_size", "epochs", "iterations",
-                "threads", "eval_batch_size"):
+                "threads", "eval_batch_size", "inference_samples"):
         if getattr(cfg, key) < 0:
             raise bad(key, "must be >= 0")
     if cfg.chunk_size and cfg.chunk_embedding_size < 1:

@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 from hypermask.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from hypermask.config import Config
 from hypermask.data import TaskStream, build_stream
+from hypermask.evaluation import accuracy, evaluate_after_task, task_metrics
 from hypermask.masks import ramped_sparsity
 from hypermask.methods import ContinualMethod, build_method
-from hypermask.metrics import infer_task, summarize
 from hypermask.nets import build_target
 from hypermask.optim import in_backward_adam, make_optimizer
 from hypermask.runtime import configure_runtime
@@ -31,7 +31,8 @@ class DivergedError(RuntimeError):
 
 @dataclass
 class TaskReport:
-    """What the loop tells its callback after every finished task."""
+    """What the loop tells its callback after every finished task (``metrics``: test scores, the same
+    on validation data with a ``val_`` prefix, task inference on both)."""
 
     task: int
     num_tasks: int
@@ -39,6 +40,7 @@ class TaskReport:
     metrics: dict[str, float]
     checkpoint_dir: Path | None
     elapsed_s: float
+    val_accuracy_matrix: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -50,10 +52,12 @@ class RunResult:
     metrics: dict[str, float]
     method: ContinualMethod
     seconds_per_step: list[float] = field(default_factory=list)
+    val_accuracy_matrix: list[list[float]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The contents of ``metrics.json``."""
         return {**self.metrics, "accuracy_matrix": self.accuracy_matrix,
+                "val_accuracy_matrix": self.val_accuracy_matrix,
                 "seconds_per_step": self.seconds_per_step, "config": self.config.to_dict()}
 
     def save(self, out_dir: str | Path) -> list[Path]:
@@ -88,52 +92,6 @@ def batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generato
                 return
             yield order[start: start + batch_size]
             done += 1
-
-
-@torch.no_grad()
-def accuracy(method: ContinualMethod, weights, x: torch.Tensor, y: torch.Tensor, view, preprocess,
-             device: torch.device, batch_size: int) -> float:
-    """Accuracy in percent of ``weights`` on (x, y); ``batch_size`` 0 means one batch."""
-    batch_size = batch_size or len(x)
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        xb = view(preprocess(x[start: start + batch_size].to(device)))
-        correct += int((method(xb, weights).argmax(-1).cpu() == y[start: start + batch_size]).sum())
-    return 100.0 * correct / max(1, len(x))
-
-
-@torch.no_grad()
-def evaluate_seen_tasks(method: ContinualMethod, stream: TaskStream, last: int, cfg: Config,
-                        device: torch.device) -> list[float]:
-    """Test accuracy of every task 0..last with its own weights (one row of R)."""
-    method.eval()
-    all_weights = method.all_task_weights(last + 1)
-    row = [accuracy(method, all_weights[j], stream.tasks[j].test_x, stream.tasks[j].test_y,
-                    stream.tasks[j].view, stream.eval_preprocess, device, cfg.eval_batch_size)
-           for j in range(last + 1)]
-    method.train()
-    return row
-
-
-@torch.no_grad()
-def task_inference_accuracy(method: ContinualMethod, stream: TaskStream, cfg: Config,
-                            device: torch.device, samples_per_task: int = 500) -> dict[str, float]:
-    """Task-id inference by lowest entropy: share of correct tasks and of correct classes."""
-    method.eval()
-    num_tasks = len(stream)
-    all_weights = method.all_task_weights(num_tasks)
-    task_hits = class_hits = total = 0
-    for j, task in enumerate(stream.tasks):
-        x, y = task.test_x[:samples_per_task].to(device), task.test_y[:samples_per_task]
-        x = task.view(stream.eval_preprocess(x))  # the sample as task j presents it, shown to every mask
-        logits = torch.stack([method(x, all_weights[k]) for k in range(num_tasks)])
-        guessed_task, guessed_class = infer_task(logits)
-        task_hits += int((guessed_task.cpu() == j).sum())
-        class_hits += int(((guessed_task.cpu() == j) & (guessed_class.cpu() == y)).sum())
-        total += len(y)
-    method.train()
-    return {"task_inference_accuracy": 100.0 * task_hits / total,
-            "class_incremental_accuracy": 100.0 * class_hits / total}
 
 
 def training_step(method: ContinualMethod, optimizer: torch.optim.Optimizer, task: int,
@@ -215,25 +173,29 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
     target = build_target(cfg.target, stream.input_shape, stream.classes_per_task, cfg.target_hidden)
     method = build_method(cfg, target, len(stream)).to(device)
     matrix: list[list[float]] = []
+    val_matrix: list[list[float]] = []
     seconds_per_step: list[float] = []
+    metrics: dict[str, float] = {}
     elapsed = 0.0
     if resumed is not None:
         method.load_state_dict(resumed.model_state)
         matrix, seconds_per_step, elapsed = resumed.accuracy_matrix, resumed.seconds_per_step, resumed.elapsed_s
+        val_matrix, metrics = resumed.val_accuracy_matrix, resumed.metrics
     for task in range(len(matrix), len(stream)):
         started = time.perf_counter()
         seconds_per_step.append(_train_task(method, stream, task, cfg, device))
-        matrix.append(evaluate_seen_tasks(method, stream, task, cfg, device))
+        evaluation = evaluate_after_task(method, stream, task, cfg, device)
+        matrix.append(evaluation.test_row)
+        if evaluation.val_row:
+            val_matrix.append(evaluation.val_row)
+        metrics = task_metrics(matrix, val_matrix, evaluation.inference)
         elapsed += time.perf_counter() - started
         if checkpoint_path is not None:
             state = TrainingState({k: v.detach().cpu() for k, v in method.state_dict().items()},
-                                  matrix, seconds_per_step, elapsed)
+                                  matrix, seconds_per_step, elapsed, val_matrix, metrics)
             save_checkpoint(checkpoint_path, cfg, state)
         if on_task_end is not None:
-            on_task_end(TaskReport(task, len(stream), [list(r) for r in matrix], summarize(matrix),
-                                   checkpoint_path, elapsed))
-    metrics = summarize(matrix)
-    metrics.update(task_inference_accuracy(method, stream, cfg, device))
-    metrics.update(method.summary_metrics(len(stream)))
-    metrics["elapsed_s"] = elapsed
-    return RunResult(cfg, matrix, metrics, method, seconds_per_step)
+            on_task_end(TaskReport(task, len(stream), [list(r) for r in matrix], dict(metrics),
+                                   checkpoint_path, elapsed, [list(r) for r in val_matrix]))
+    metrics = {**metrics, **method.summary_metrics(len(stream)), "elapsed_s": elapsed}
+    return RunResult(cfg, matrix, metrics, method, seconds_per_step, val_matrix)

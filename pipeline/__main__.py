@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from pipeline.errors import PipelineError
+
+# Stage -> the module whose ``run(layout, params, study)`` carries it out (imported only when run).
+STAGES = {"check": "pipeline.prepare", "prepare": "pipeline.prepare", "tune": "pipeline.tune",
+          "final": "pipeline.final", "report": "pipeline.report"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,27 +33,9 @@ def run(args: argparse.Namespace) -> None:
 
     layout = Layout.at(args.root)
     params = load_params(layout.params_file, args.profile)
-    if args.stage == "check":
-        from pipeline.prepare import check_studies
-
-        print(f"params.yaml and {len(check_studies(layout, params))} study files are valid "
-              f"(profile '{params.profile.name}')")
-    elif args.stage == "prepare":
-        from pipeline.prepare import prepare
-
-        prepare(layout, params)
-    elif args.stage == "tune":
-        from pipeline.tune import tune_study
-
-        tune_study(layout, params, args.study)
-    elif args.stage == "final":
-        from pipeline.final import final_study
-
-        final_study(layout, params, args.study)
-    else:
-        from pipeline.report import write_report
-
-        print(f"report written to {write_report(layout, params)}")
+    module = importlib.import_module(STAGES[args.stage])
+    runner = module.check if args.stage == "check" else module.run
+    runner(layout, params, getattr(args, "study", None))
 
 
 def main(argv: list[str] | None = None) -> int:

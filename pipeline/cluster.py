@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Iterator, Mapping
 
 import ray
+from hypermask.data import pin_mirror
 
 from pipeline.params import Params
 
@@ -23,6 +24,7 @@ def ray_session(params: Params) -> Iterator[dict[str, float]]:
     """Ray for the duration of a stage; yields the cluster's resources. An already initialised Ray (a
     test's, or a job driver's) is used as it is and left running."""
     started = not ray.is_initialized()
+    pin_mirror()  # workers start in other folders: a relative mirror path is resolved here, once
     if started:
         address = ray_address(params)
         ray.init(address=address, include_dashboard=False if address == "local" else None,

@@ -27,6 +27,15 @@ class Layout:
         """DVC output of ``tune@name``: the search summary."""
         return self.root / "results" / "tune" / name
 
+    def tune_summary(self, name: str) -> Path:
+        """The search summary of ``tune@name`` (best configuration, key, every trial)."""
+        return self.tune_dir(name) / "summary.json"
+
+    def plan_file(self, name: str) -> Path:
+        """What the ``prepare`` stage resolved for study ``name`` under the active profile: the only
+        settings input of ``tune@name``, so a change to one study re-runs that study only."""
+        return self.root / "results" / "plan" / f"{name}.json"
+
     def final_dir(self, name: str) -> Path:
         """DVC output of ``final@name``: one record per seed."""
         return self.root / "results" / "final" / name

@@ -40,6 +40,8 @@ class Params:
     studies: list[str]
     search_seed: int
     startup_trials: int
+    trial_seed: int  # training seed of every search trial; final seeds must differ from it
+    asha_enabled: bool
     grace_tasks: int
     reduction_factor: float
     cpus_per_trial: float | None  # None: detected from the cluster
@@ -119,8 +121,11 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
     for other, value in profiles.items():  # every profile is checked, not only the active one
         if other != chosen:
             _profile(other, value, studies)
-    search = schema.mapping(data.get("search"), SOURCE, "search", allowed=("seed", "startup_trials"))
-    asha = schema.mapping(data.get("asha"), SOURCE, "asha", allowed=("grace_tasks", "reduction_factor"))
+    search = schema.mapping(data.get("search"), SOURCE, "search", allowed=("seed", "startup_trials", "trial_seed"))
+    asha = schema.mapping(data.get("asha"), SOURCE, "asha", allowed=("enabled", "grace_tasks", "reduction_factor"))
+    asha_enabled = asha.get("enabled", True)
+    if not isinstance(asha_enabled, bool):
+        raise bad(SOURCE, "asha.enabled", "must be true or false", asha_enabled)
     resources = schema.mapping(data.get("resources"), SOURCE, "resources",
                                allowed=("cpus_per_trial", "gpus_per_trial"))
     ray = schema.mapping(data.get("ray"), SOURCE, "ray", allowed=("address", "storage", "max_failures"))
@@ -140,7 +145,9 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
         studies=studies,
         search_seed=schema.integer(search.get("seed", 0), SOURCE, "search.seed", minimum=0),
         startup_trials=schema.integer(search.get("startup_trials", 4), SOURCE, "search.startup_trials"),
-        grace_tasks=schema.integer(asha.get("grace_tasks", 1), SOURCE, "asha.grace_tasks"),
+        trial_seed=seeds([search.get("trial_seed", 0)], SOURCE, "search.trial_seed")[0],
+        asha_enabled=asha_enabled,
+        grace_tasks=schema.integer(asha.get("grace_tasks", 2), SOURCE, "asha.grace_tasks"),
         reduction_factor=reduction,
         cpus_per_trial=_resource(resources.get("cpus_per_trial", AUTO), "resources.cpus_per_trial", 0, True),
         gpus_per_trial=_resource(resources.get("gpus_per_trial", AUTO), "resources.gpus_per_trial", 0, False),

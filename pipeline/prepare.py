@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hypermask.data import DataError, dataset_for, prepare_dataset
 
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.outputs import write_json
+from pipeline.outputs import skipped, write_json
 from pipeline.params import Params
 from pipeline.studies import Study, load_study
 
 
 def check_studies(layout: Layout, params: Params) -> list[Study]:
     """Load every listed study with the active profile (one-line error on the first bad one)."""
-    return [load_study(layout, name, params.profile) for name in params.studies]
+    return [load_study(layout, name, params.profile, params.trial_seed) for name in params.studies]
 
 
 def prepare(layout: Layout, params: Params) -> Path:
@@ -30,4 +31,29 @@ def prepare(layout: Layout, params: Params) -> Path:
         except DataError as err:
             raise PipelineError(str(err)) from None
         print(f"{name} verified under {folders[name]}", flush=True)
+    for study in studies:
+        write_json(layout.plan_file(study.name), plan(study, params))
     return write_json(root / "prepared.json", {"profile": params.profile.name, "datasets": folders})
+
+
+def plan(study: Study, params: Params) -> dict[str, Any]:
+    """Everything from the study file and params.yaml that defines the study's results under the active
+    profile (the DVC input of its tune and final stages)."""
+    if not params.runs(study.name):
+        return skipped(study.name, params.profile.name)
+    return {"study": study.name, "status": "planned", "profile": params.profile.name,
+            "definition": study.to_dict(), "trial_seed": params.trial_seed,
+            "search": {"seed": params.search_seed, "startup_trials": params.startup_trials},
+            "asha": {"enabled": params.asha_enabled, "grace_tasks": params.grace_tasks,
+                     "reduction_factor": params.reduction_factor}}
+
+
+def check(layout: Layout, params: Params, study: str | None = None) -> None:
+    """Stage ``check``: validate params.yaml and the study files, nothing else."""
+    print(f"params.yaml and {len(check_studies(layout, params))} study files are valid "
+          f"(profile '{params.profile.name}')")
+
+
+def run(layout: Layout, params: Params, study: str | None = None) -> None:
+    """Stage ``prepare``."""
+    prepare(layout, params)

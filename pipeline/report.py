@@ -11,9 +11,12 @@ from pipeline import plots
 from pipeline.layout import Layout
 from pipeline.outputs import fresh_dir, read_json
 from pipeline.params import Params
+from pipeline.rungs import rung_correlation
 from pipeline.studies import Study, load_study
-from pipeline.tune import SUMMARY
 
+PROTOCOL = ("Protocol: the search, ASHA's early stopping and the choice of the best trial see only validation "
+            "scores (samples held out of each task's training data), search trials train with seed {trial_seed}, "
+            "and every test-set number below is only reported, from final runs whose seeds differ from it.")
 BUDGET_SETTINGS = ("tasks", "iterations", "epochs", "train_subset", "validation_size", "target_hidden")
 
 
@@ -44,6 +47,22 @@ def _paper(paper: dict[str, Any]) -> str:
     return f"{paper['average_accuracy']:.2f}{std}"
 
 
+def _rung_line(study: Study, tuned: dict) -> str:
+    """The rank correlation of ASHA's first-rung scores with the final scores, in one sentence."""
+    rung = tuned.get("rung_task", 1)
+    found = rung_correlation(tuned["trials"], rung, study.tasks)
+    asha_on = tuned.get("asha", {}).get("enabled", True)
+    if found is None:
+        return (f"Rung check: fewer than 3 trials reported {study.metric} both after task {rung} and at the "
+                f"last task ({study.tasks}), so no rank correlation is given.")
+    rho = "undefined (tied scores)" if found["rho"] != found["rho"] else f"{found['rho']:.2f}"
+    scope = ("ASHA was off, so every trial counts" if not asha_on else
+             "ASHA was on, so only trials that passed the rung count; run with `asha.enabled: false` for an "
+             "unbiased measure")
+    return (f"Rung check: {study.metric} after task {rung} (ASHA's first rung) ranks the final {study.metric} "
+            f"of {found['trials']} trials with Spearman ρ = {rho} ({scope}).")
+
+
 def _study_section(name: str, study: Study, tuned: dict, final: dict, runs: dict, plot_dir: Path) -> list[str]:
     label = f"{name} ({study.method}, {study.benchmark})"
     figures = {  # file suffix -> (caption, figure)
@@ -59,6 +78,7 @@ def _study_section(name: str, study: Study, tuned: dict, final: dict, runs: dict
     lines += [f"Reduced from the published configuration: {', '.join(cut)}." if cut
               else "Full published budget.", ""]
     counts = tuned["counts"]
+    lines += [_rung_line(study, tuned), ""]
     lines += [f"Search: {len(tuned['trials'])} trials ({counts['completed']} reached the last task, "
               f"{counts['pruned']} stopped early by ASHA, {counts['diverged']} diverged, {counts['failed']} "
               f"failed), {_seconds(tuned['wall_s'], tuned.get('resumed'))}. Best {study.metric} in the search: "
@@ -90,8 +110,8 @@ def write_report(layout: Layout, params: Params) -> Path:
         if final.get("status") != "done":
             summary.append(f"| {name} | | | not run: {final.get('reason', final.get('status'))} | | | | |")
             continue
-        study = load_study(layout, name, params.profile)
-        tuned = read_json(layout.tune_dir(name) / SUMMARY, f"tune@{name}")
+        study = load_study(layout, name, params.profile, params.trial_seed)
+        tuned = read_json(layout.tune_summary(name), f"tune@{name}")
         runs = read_json(layout.final_dir(name) / "runs.json", f"final@{name}")
         total_s += final["wall_s"]["tune"] + final["wall_s"]["final"]
         acc = final["average_accuracy"]
@@ -106,6 +126,7 @@ def write_report(layout: Layout, params: Params) -> Path:
              "(`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`, one experiment per study). "
              "Average accuracy is the mean over tasks after the last task (task-incremental), "
              "mean ± sample std over the final seeds; searches rank only trials that reached the last task.",
+             "", PROTOCOL.format(trial_seed=params.trial_seed),
              "", *summary, ""]
     if comparison:
         plots.save(plots.paper_comparison(comparison), plot_dir / "paper_comparison.png")
@@ -116,3 +137,8 @@ def write_report(layout: Layout, params: Params) -> Path:
     report = out / "report.md"
     report.write_text("\n".join(lines + sections))
     return report
+
+
+def run(layout: Layout, params: Params, study: str | None = None) -> None:
+    """Stage ``report``."""
+    print(f"report written to {write_report(layout, params)}")

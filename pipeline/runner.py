@@ -11,6 +11,7 @@ from ray import tune
 
 from pipeline import tracking
 from pipeline.cluster import plan_resources, ray_session, runtime_settings
+from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.results import TASK_METRICS, TIME_ATTR, outcome
@@ -24,17 +25,18 @@ class Experiment:
 
     stage: str  # "tune" or "final"
     study: Study
-    key: str  # fingerprint of everything that defines the results: names the Tune folder and MLflow run
+    identity: dict[str, Any]  # what defines the results apart from where trials run (pipeline.keys)
     num_samples: int
     param_space: dict[str, Any] = field(default_factory=dict)
     searcher: Any = None
     scheduler: Any = None
     save_models: bool = False
+    trial_seed: int = 0  # training seed of trials whose configuration carries none
     parent_params: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        return f"{self.stage}-{self.study.name}-{self.key}"
+    def name(self, key: str) -> str:
+        """The Tune experiment's folder name under ``key``."""
+        return f"{self.stage}-{self.study.name}-{key}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class TrialRecord:
     accuracy_matrix: list[list[float]]
     run_id: str
     error: str = ""
+    val_accuracy_matrix: list[list[float]] = field(default_factory=list)
+    history: dict[int, float] = field(default_factory=dict)  # finished tasks -> objective (validation)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -59,6 +63,7 @@ class StageRun:
     """The outcome of :func:`run_experiment`; the parent run is still open for the stage's summary."""
 
     records: list[TrialRecord]
+    key: str
     client: MlflowClient
     experiment_id: str
     parent_id: str
@@ -73,16 +78,18 @@ class StageRun:
         self.client.set_terminated(self.parent_id, status=status)
 
 
-def _tuner(layout: Layout, params: Params, exp: Experiment, trainable: Any, uri: str) -> tuple[tune.Tuner, bool]:
+def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, trainable: Any,
+           uri: str) -> tuple[tune.Tuner, bool]:
     """A new Tuner, or the earlier experiment of the same key restored; the flag says which.
 
     On restore, unfinished trials continue from their last task; finished ones are kept as they are,
     failed ones included (they already used their ``max_failures`` retries, so running them again on
     every restore would repeat finished work)."""
     storage = layout.resolve(params.ray_storage)
-    path = f"{storage.rstrip('/')}/{exp.name}"
+    name = exp.name(key)
+    path = f"{storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(path):
-        print(f"resuming {exp.name} from {path}", flush=True)
+        print(f"resuming {name} from {path}", flush=True)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False), True
     return tune.Tuner(
         trainable,
@@ -90,14 +97,22 @@ def _tuner(layout: Layout, params: Params, exp: Experiment, trainable: Any, uri:
         tune_config=tune.TuneConfig(num_samples=exp.num_samples, max_concurrent_trials=exp.study.concurrency,
                                     search_alg=exp.searcher, scheduler=exp.scheduler, reuse_actors=False),
         run_config=tune.RunConfig(
-            name=exp.name, storage_path=storage, verbose=1,
+            name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, exp.key, exp.save_models)]),
+            callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models)]),
     ), False
 
 
-def _record(result: Any, runs: dict[str, str]) -> TrialRecord:
+def _history(result: Any, metric: str) -> dict[int, float]:
+    """The trial's ``metric`` after each finished task, from every result it reported."""
+    frame = result.metrics_dataframe
+    if frame is None or metric not in frame or TIME_ATTR not in frame:
+        return {}
+    return {int(t): float(v) for t, v in zip(frame[TIME_ATTR], frame[metric]) if v == v}
+
+
+def _record(result: Any, runs: dict[str, str], metric: str) -> TrialRecord:
     metrics = dict(result.metrics or {})
     trial_id = str(metrics.get("trial_id", ""))
     error = "" if result.error is None else (str(result.error).strip().splitlines() or [""])[-1][:300]
@@ -111,33 +126,43 @@ def _record(result: Any, runs: dict[str, str]) -> TrialRecord:
         accuracy_matrix=list(metrics.get("accuracy_matrix") or []),
         run_id=runs.get(trial_id, ""),
         error=error or str(metrics.get("error_message", "")),
+        val_accuracy_matrix=list(metrics.get("val_accuracy_matrix") or []),
+        history=_history(result, metric),
     )
 
 
 def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
-    """Check MLflow, open the parent run, run (or resume) the Tune experiment, collect its trials."""
+    """Check MLflow, start Ray and plan the trials' resources, open the parent run under the stage's key,
+    run (or resume, same key only) the Tune experiment, collect its trials."""
     started = time.perf_counter()
     uri = tracking.tracking_uri(layout, params.tracking_uri)
     client = tracking.connect(uri)  # fails here, before Ray or any trial starts
     experiment_id = tracking.ensure_experiment(client, exp.study.name)
-    parent_id, created = tracking.ensure_run(client, experiment_id, exp.stage,
-                                             {tracking.TAG_STAGE: exp.stage, tracking.TAG_KEY: exp.key})
-    if created:
-        tracking.log_params(client, parent_id, exp.parent_params)
-        client.log_dict(parent_id, exp.study.to_dict(), "study.json")
+    parent_id = ""
     try:
         with ray_session(params) as cluster:
             resources = plan_resources(cluster, exp.study.concurrency, params.cpus_per_trial,
                                        params.gpus_per_trial)
             runtime = runtime_settings(resources, layout.resolve(params.data_root))
+            key = stage_key(exp.identity, runtime)
+            parent_id, created = tracking.ensure_run(client, experiment_id, exp.stage,
+                                                     {tracking.TAG_STAGE: exp.stage, tracking.TAG_KEY: key})
+            if created:
+                settings = {**exp.identity["settings"], **runtime_identity(runtime)}
+                tracking.log_params(client, parent_id, {**exp.parent_params,
+                                                        **{f"config.{k}": v for k, v in settings.items()}})
+                client.log_dict(parent_id, exp.study.to_dict(), "study.json")
             trainable = tune.with_resources(
-                tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models),
+                tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models,
+                                     default_seed=exp.trial_seed),
                 resources)
-            tuner, resumed = _tuner(layout, params, exp, trainable, uri)
+            tuner, resumed = _tuner(layout, params, exp, key, trainable, uri)
             grid = tuner.fit()
     except BaseException:
-        client.set_terminated(parent_id, status="KILLED")
+        if parent_id:
+            client.set_terminated(parent_id, status="KILLED")
         raise
     runs = tracking.child_runs(client, experiment_id, parent_id)
-    records = [_record(result, runs) for result in grid]
-    return StageRun(records, client, experiment_id, parent_id, resources, time.perf_counter() - started, resumed)
+    records = [_record(result, runs, exp.study.metric) for result in grid]
+    return StageRun(records, key, client, experiment_id, parent_id, resources, time.perf_counter() - started,
+                    resumed)

@@ -39,9 +39,17 @@ def build_searcher(study: Study, params: Params) -> ContinualOptunaSearch:
                                  points_to_evaluate=study.initial_points or None)
 
 
-def build_scheduler(study: Study, params: Params) -> ASHAScheduler:
-    """ASHA whose time unit is the number of finished tasks: trials are compared only at equal task
-    counts, where their average accuracies are comparable."""
-    tasks = study.tasks
-    return ASHAScheduler(time_attr=TIME_ATTR, metric=study.metric, mode=study.mode, max_t=tasks,
-                         grace_period=min(params.grace_tasks, tasks), reduction_factor=params.reduction_factor)
+def rung_task(study: Study, params: Params) -> int:
+    """The number of finished tasks at ASHA's first rung (by default 2: after task 1 the regularisers
+    have had nothing to act on, so β and λ cannot show yet)."""
+    return min(params.grace_tasks, study.tasks)
+
+
+def build_scheduler(study: Study, params: Params) -> ASHAScheduler | None:
+    """ASHA on the study's validation objective whose time unit is the number of finished tasks: trials
+    are compared only at equal task counts, where their scores are comparable. None when
+    ``asha.enabled`` is false (every trial runs to the last task)."""
+    if not params.asha_enabled:
+        return None
+    return ASHAScheduler(time_attr=TIME_ATTR, metric=study.metric, mode=study.mode, max_t=study.tasks,
+                         grace_period=rung_task(study, params), reduction_factor=params.reduction_factor)

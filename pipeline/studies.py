@@ -16,7 +16,9 @@ from pipeline.layout import Layout
 from pipeline.params import BUDGET_KEYS, Profile, seeds
 from pipeline.schema import bad
 
-OBJECTIVES = {"average_accuracy": "max", "backward_transfer": "max", "forgetting": "min"}
+# Selection (the search, ASHA, the best trial) sees validation scores only; test scores are reported.
+OBJECTIVES = {"val_average_accuracy": "max", "val_backward_transfer": "max", "val_forgetting": "min",
+              "val_class_incremental_accuracy": "max"}
 KINDS = ("choice", "uniform", "loguniform", "int")
 STUDY_KEYS = ("description", "benchmark", "method", "fixed", "search_space", "budget", "objective", "final",
               "paper", "initial_points")
@@ -155,7 +157,9 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
         if key in fixed or key in budget:
             raise bad(source, f"search_space.{key}", "is also set in 'fixed' or 'budget'", raw_space[key])
     base = {**fixed, **budget}
-    _resolve(benchmark, method, base, source, "fixed")
+    if _resolve(benchmark, method, base, source, "fixed").validation_size < 1:
+        raise bad(source, "budget.validation_size", "must be >= 1: trials are selected on validation data",
+                  base.get("validation_size"))
     for key, dim in space.items():
         probes = list(dim.args)
         if dim.kind in ("uniform", "loguniform"):  # a fractional value catches integer-only settings
@@ -163,12 +167,13 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
         for probe in probes:
             _resolve(benchmark, method, {**base, key: probe}, source, f"search_space.{key}")
     objective = schema.mapping(data.get("objective"), source, "objective", allowed=("metric", "mode"))
-    metric = objective.get("metric", "average_accuracy")
+    metric = objective.get("metric", "val_average_accuracy")
     if metric not in OBJECTIVES:
-        raise bad(source, "objective.metric", f"must be one of {', '.join(OBJECTIVES)}", metric)
+        raise bad(source, "objective.metric", f"must be one of {', '.join(OBJECTIVES)} (selection uses "
+                  "validation scores only)", metric)
     mode = objective.get("mode", OBJECTIVES[metric])
-    if mode not in ("max", "min"):
-        raise bad(source, "objective.mode", "must be 'max' or 'min'", mode)
+    if mode != OBJECTIVES[metric]:
+        raise bad(source, "objective.mode", f"must be '{OBJECTIVES[metric]}' for {metric}", mode)
     final = schema.mapping(data["final"], source, "final", allowed=("seeds",), required=("seeds",))
     paper = schema.mapping(data.get("paper"), source, "paper", allowed=("average_accuracy", "std", "source"))
     for key in ("average_accuracy", "std"):
@@ -188,8 +193,18 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
                  paper=paper, initial_points=[dict(p) for p in points])
 
 
-def load_study(layout: Layout, name: str, profile: Profile | None = None) -> Study:
-    """Read ``studies/<name>.yaml`` and lay ``profile``'s override over it before validating."""
+def check_seeds(study: Study, trial_seed: int, source: str) -> None:
+    """Final seeds must differ from the search trials' training seed (the final mean never repeats a
+    search run)."""
+    if trial_seed in study.seeds:
+        raise bad(source, "final.seeds", f"must not contain the search trials' seed {trial_seed} "
+                  "(params.yaml search.trial_seed)", study.seeds)
+
+
+def load_study(layout: Layout, name: str, profile: Profile | None = None,
+               trial_seed: int | None = None) -> Study:
+    """Read ``studies/<name>.yaml`` and lay ``profile``'s override over it before validating; with
+    ``trial_seed``, the final seeds are checked against it."""
     path = layout.study_file(name)
     data = schema.read_yaml(path)
     source = f"studies/{name}.yaml"
@@ -198,4 +213,7 @@ def load_study(layout: Layout, name: str, profile: Profile | None = None) -> Stu
         if patch:
             data = schema.deep_merge(data, patch)
             source += f" (with profile '{profile.name}' of params.yaml)"
-    return parse_study(name, data, source)
+    study = parse_study(name, data, source)
+    if trial_seed is not None:
+        check_seeds(study, trial_seed, source)
+    return study

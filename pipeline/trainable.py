@@ -23,15 +23,17 @@ def _restore_state(checkpoint: tune.Checkpoint | None, state: Path) -> None:
             shutil.copytree(folder, state, dirs_exist_ok=True)
 
 
-def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], save_models: bool) -> None:
-    """Train ``study`` with the sampled ``config`` (plus ``seed`` in the final stage).
+def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], save_models: bool,
+              default_seed: int) -> None:
+    """Train ``study`` with the sampled ``config`` (plus ``seed`` in the final stage, else
+    ``default_seed``: the search trials' training seed).
 
     After every task the library writes its checkpoint into the trial's state folder and calls back;
     the callback reports the task's scores with that folder as the Tune checkpoint, so ASHA can stop
     the trial at a task boundary and a retry resumes after the last finished task.
     """
     chosen = dict(config)
-    seed = int(chosen.pop("seed", study.seeds[0]))
+    seed = int(chosen.pop("seed", default_seed))
     cfg = study.config(chosen, seed, runtime)
     state = Path(tune.get_context().get_trial_dir()) / "state"
     _restore_state(tune.get_checkpoint(), state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
@@ -11,10 +12,10 @@ from pipeline.outputs import fresh_dir, skipped, write_csv, write_json
 from pipeline.params import Params
 from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED
 from pipeline.runner import Experiment, TrialRecord, run_experiment
-from pipeline.search import build_scheduler, build_searcher
+from pipeline.keys import study_identity
+from pipeline.search import build_scheduler, build_searcher, rung_task
 from pipeline.studies import Study, load_study
 
-SUMMARY = "summary.json"
 
 
 def best_trial(records: list[TrialRecord], study: Study) -> TrialRecord:
@@ -35,19 +36,31 @@ def trial_rows(records: list[TrialRecord], study: Study) -> list[dict[str, Any]]
              **{k: r.config.get(k) for k in study.space}, "mlflow_run_id": r.run_id} for r in records]
 
 
+def _replace_dir(layout: Layout, name: str) -> Path:
+    """The summary path in a freshly emptied output folder (called only once the stage has its results)."""
+    fresh_dir(layout.tune_dir(name))
+    return layout.tune_summary(name)
+
+
 def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
-    """Run (or resume) the search of study ``name`` and write its summary and trial table."""
+    """Run (or resume) the search of study ``name`` and write its summary and trial table.
+
+    Everything is validated before the stage's previous outputs are replaced."""
     params.require_study(name)
-    out = fresh_dir(layout.tune_dir(name))
     if not params.runs(name):
-        write_json(out / SUMMARY, skipped(name, params.profile.name))
+        write_json(_replace_dir(layout, name), skipped(name, params.profile.name))
         return skipped(name, params.profile.name)
-    study = load_study(layout, name, params.profile)
-    key = study.fingerprint(search=[params.search_seed, params.startup_trials],
-                            asha=[params.grace_tasks, params.reduction_factor])
-    experiment = Experiment("tune", study, key, num_samples=study.trials, searcher=build_searcher(study, params),
-                            scheduler=build_scheduler(study, params),
-                            parent_params={"profile": params.profile.name, **study.describe()})
+    study = load_study(layout, name, params.profile, params.trial_seed)
+    search = {"seed": params.search_seed, "startup_trials": params.startup_trials,
+              "trial_seed": params.trial_seed}
+    asha = {"enabled": params.asha_enabled, "grace_tasks": params.grace_tasks,
+            "reduction_factor": params.reduction_factor}
+    experiment = Experiment("tune", study, study_identity(layout.root, "tune", study, params, search=search,
+                                                           asha=asha),
+                            num_samples=study.trials, searcher=build_searcher(study, params),
+                            scheduler=build_scheduler(study, params), trial_seed=params.trial_seed,
+                            parent_params={"profile": params.profile.name, **study.describe(),
+                                           "trial_seed": params.trial_seed})
     run = run_experiment(layout, params, experiment)
     counts = Counter(r.outcome for r in run.records)
     try:
@@ -56,21 +69,29 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         run.close({}, status="FAILED")
         raise
     summary = {
-        "study": name, "status": "done", "profile": params.profile.name, "key": key,
+        "study": name, "status": "done", "profile": params.profile.name, "key": run.key,
         "benchmark": study.benchmark, "method": study.method, "objective": {"metric": study.metric,
                                                                              "mode": study.mode},
+        "protocol": {"selection": "validation", "trial_seed": params.trial_seed, "final_seeds": study.seeds},
+        "search": search, "asha": asha, "rung_task": rung_task(study, params),
         "budget": {"trials": study.trials, "concurrency": study.concurrency, **study.budget},
         "fixed": study.fixed, "space": study.space_spec(),
         "best": {"trial_id": best.trial_id, "config": best.config, "objective": best.metrics[study.metric],
-                 "metrics": best.metrics, "accuracy_matrix": best.accuracy_matrix, "mlflow_run_id": best.run_id},
+                 "metrics": best.metrics, "accuracy_matrix": best.accuracy_matrix,
+                 "val_accuracy_matrix": best.val_accuracy_matrix, "mlflow_run_id": best.run_id},
         "counts": {k: counts.get(k, 0) for k in (COMPLETED, PRUNED, DIVERGED, FAILED)},
         "trials": [r.to_dict() for r in run.records],
         "resources_per_trial": run.resources, "wall_s": round(run.wall_s, 1), "resumed": run.resumed,
         "mlflow": {"experiment_id": run.experiment_id, "parent_run_id": run.parent_id,
                    "tracking_uri": run.client.tracking_uri},
     }
-    write_json(out / SUMMARY, summary)
-    write_csv(out / "trials.csv", trial_rows(run.records, study))
+    write_json(_replace_dir(layout, name), summary)
+    write_csv(layout.tune_dir(name) / "trials.csv", trial_rows(run.records, study))
     run.close({f"best_{study.metric}": best.metrics[study.metric], "wall_s": run.wall_s,
                **{f"trials_{k}": v for k, v in summary["counts"].items()}})
     return summary
+
+
+def run(layout: Layout, params: Params, study: str | None) -> None:
+    """Stage ``tune@<study>``."""
+    tune_study(layout, params, str(study))

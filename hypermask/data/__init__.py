@@ -1,9 +1,10 @@
 """Benchmarks as task streams, loaded through torchvision."""
 
 from hypermask.data.preprocess import Preprocess
-from hypermask.data.sources import (MIRROR_ENV, DataError, ImageArrays, load_arrays, locate_dataset,
-                                    prepare_dataset, verify_dataset)
+from hypermask.data.sources import (MIRROR_ENV, DataError, ImageArrays, dataset_checksums, load_arrays,
+                                    locate_dataset, pin_mirror, prepare_dataset, verify_dataset)
 from hypermask.data.streams import Task, TaskStream, build_stream, dataset_for
 
 __all__ = ["MIRROR_ENV", "DataError", "ImageArrays", "Preprocess", "Task", "TaskStream", "build_stream",
-           "dataset_for", "load_arrays", "locate_dataset", "prepare_dataset", "verify_dataset"]
+           "dataset_checksums", "dataset_for", "load_arrays", "locate_dataset", "pin_mirror", "prepare_dataset",
+           "verify_dataset"]

@@ -144,3 +144,22 @@ def load_arrays(name: str, root: str | Path) -> ImageArrays:
         return torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
 
     return ImageArrays(images(train), labels(train), images(test), labels(test))
+
+
+def dataset_checksums(name: str) -> dict[str, str]:
+    """The checksums a dataset's files are verified against (they identify the data of a result)."""
+    if name == "mnist":
+        return dict(MNIST_MD5)
+    from torchvision.datasets import CIFAR100
+
+    listed = [*CIFAR100.train_list, *CIFAR100.test_list, [CIFAR100.meta["filename"], CIFAR100.meta["md5"]]]
+    return {filename: md5 for filename, md5 in listed}
+
+
+def pin_mirror() -> Path | None:
+    """Make a relative ``HYPERMASK_DATA_MIRROR`` absolute in this process's environment, so processes
+    started from here (Ray workers, whose working folder differs) find the same folder."""
+    mirror = mirror_root()
+    if mirror is not None:
+        os.environ[MIRROR_ENV] = str(mirror)
+    return mirror
