@@ -25,6 +25,7 @@ import torch
 
 from bench.whole_run import whole_split_mnist_run
 from hypermask.config import ConfigError, resolve_config
+from hypermask.data import pin_mirror
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "packing.json"
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit(f"packing.py: error: {error}") from None
     # Workers import this module by name: give them the project root on their path.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    pin_mirror()  # Ray workers start in other folders: a relative mirror path is resolved once, here
     ray.init(address="local", include_dashboard=False, logging_level="WARNING",
              runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:

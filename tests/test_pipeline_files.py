@@ -6,9 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from pipeline_fixtures import REPO
+from pipeline.imports import import_closure
+from pipeline.keys import STAGE_MODULES
+from pipeline.layout import Layout
+from pipeline.params import load_params
+from pipeline.prepare import plan
+from pipeline.studies import load_study
+from pipeline_fixtures import REPO, copy_project
+
+
+def _stages() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
 def test_dvc_graph_declares_stages_per_study_metrics_and_plots() -> None:
@@ -17,12 +28,47 @@ def test_dvc_graph_declares_stages_per_study_metrics_and_plots() -> None:
     assert list(stages) == ["prepare", "tune", "final", "report"]
     for name in ("tune", "final"):
         assert stages[name]["foreach"] == "${studies}"  # one stage per study listed in params.yaml
-        assert "profiles.${profile}" in stages[name]["do"]["params"]
+        deps = stages[name]["do"]["deps"]
+        assert "results/plan/${item}.json" in deps  # the study's own settings, not the whole profile
+        assert not any(str(p).startswith("profiles") for p in stages[name]["do"]["params"])
     assert "results/tune/${item}" in stages["final"]["do"]["deps"]
     assert stages["final"]["do"]["metrics"] == [{"metrics/${item}.json": {"cache": False}}]
-    assert {"reports/plots": {"cache": False}} in stages["report"]["plots"]
-    assert stages["prepare"]["outs"] == [{"${data.root}": {"cache": False, "persist": True}}]
-    assert dvc["plots"] == ["reports/plots"]
+    assert {"results/plan": {"cache": False}} in stages["prepare"]["outs"]
+    assert {"${data.root}": {"cache": False, "persist": True}} in stages["prepare"]["outs"]
+    for read in ("results/plan", "results/tune", "results/final", "metrics", "studies"):
+        assert read in stages["report"]["deps"]
+
+
+def test_every_plot_is_declared_once() -> None:
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    declared = list(dvc.get("plots", []))
+    for stage in dvc["stages"].values():
+        body = stage.get("do", stage)
+        declared += [next(iter(p)) if isinstance(p, dict) else p for p in body.get("plots", [])]
+    assert declared == ["reports/plots"]
+
+
+@pytest.mark.parametrize("stage", list(STAGE_MODULES))
+def test_each_stage_depends_on_every_module_it_imports(stage: str) -> None:
+    body = _stages()[stage]
+    deps = body.get("do", body)["deps"]
+    closure, uses_library = import_closure(REPO, STAGE_MODULES[stage])
+    assert sorted(d for d in deps if str(d).startswith("pipeline/")) == closure
+    assert ("hypermask" in deps) == uses_library
+
+
+def test_a_study_override_changes_that_study_plan_only(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    layout = Layout.at(root)
+    before = {n: plan(load_study(layout, n, load_params(layout.params_file).profile),
+                      load_params(layout.params_file)) for n in ("split_mnist", "permuted_mnist")}
+    data = yaml.safe_load(layout.params_file.read_text())
+    data["profiles"]["default"]["study_override"]["permuted_mnist"]["budget"]["validation_size"] = 400
+    layout.params_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    params = load_params(layout.params_file)
+    after = {n: plan(load_study(layout, n, params.profile), params) for n in before}
+    assert after["split_mnist"] == before["split_mnist"]
+    assert after["permuted_mnist"] != before["permuted_mnist"]
 
 
 def test_dockerfile_passes_hadolint_and_keeps_data_out_of_the_context() -> None:
