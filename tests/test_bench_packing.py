@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from bench.packing import format_table, main
 
 def test_packing_benchmark_runs_concurrent_trials_and_reports_throughput(mirror: Path, tmp_path: Path,
                                                                           monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the mirror given relative to this folder, as the README's test line does
+    monkeypatch.setenv("HYPERMASK_DATA_MIRROR", os.path.relpath(mirror, tmp_path))
     out = tmp_path / "packing.json"
     rows = main(["--concurrency", "1", "2", "--tasks", "1", "--iterations", "5", "--device", "cpu",
                  "--json", str(out)])

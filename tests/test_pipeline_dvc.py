@@ -3,6 +3,7 @@ started again: it finishes without losing or repeating finished trials."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -55,18 +56,26 @@ def test_dvc_repro_killed_mid_study_resumes_and_reports(tmp_path: Path, mirror: 
     for child in children:  # one value per finished task, none logged twice (ASHA may stop a trial early)
         steps = metric_steps(uri, child.info.run_id)
         assert steps == list(range(len(steps))) and steps
-        assert (steps == [0, 1]) == (child.data.tags["hypermask.outcome"] == "completed")
+        assert (steps == [0, 1, 2]) == (child.data.tags["hypermask.outcome"] == "completed")
     assert parent.info.status == "FINISHED"
 
     report = (root / "reports" / "report.md").read_text()
     assert "| split_mnist | hypermask | split_mnist | 3 |" in report
-    assert "Reduced from the published configuration: tasks 5 → 2, iterations 2000 → 20" in report
+    assert "Reduced from the published configuration: tasks 5 → 3, iterations 2000 → 20" in report
+    assert "Protocol: the search, ASHA's early stopping and the choice of the best trial see only validation" in report
+    summary = json.loads((root / "results" / "tune" / "split_mnist" / "summary.json").read_text())
+    assert summary["objective"]["metric"] == "val_average_accuracy"
+    final = json.loads((root / "metrics" / "split_mnist.json").read_text())
+    assert summary["protocol"]["trial_seed"] not in final["seed_list"]
     assert (root / "reports" / "plots" / "split_mnist_accuracy_matrix.png").is_file()
 
     metrics = _run(["dvc", "metrics", "show", "--json"], root, env)
     assert metrics.returncode == 0 and '"average_accuracy"' in metrics.stdout
     plots = _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots_html")], root, env)
     assert plots.returncode == 0, plots.stderr
+    pngs = list((root / "reports" / "plots").glob("*.png"))
+    html = (tmp_path / "plots_html" / "index.html").read_text()
+    assert pngs and html.count("<img") == len(pngs)  # each plot shown once
     assert (tmp_path / "plots_html" / "index.html").is_file()
     status = _run(["dvc", "status"], root, env)
     assert "up to date" in status.stdout
