@@ -64,6 +64,8 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     summary = tune_study(project, params, "tiny")
     assert summary["counts"] == {"completed": 1, "pruned": 0, "diverged": 1, "failed": 1}
     assert summary["best"]["config"]["lr"] == 1.0e-3 and len(summary["trials"]) == 3
+    assert summary["objective"] == {"metric": "val_average_accuracy", "mode": "max"}
+    assert summary["best"]["objective"] == summary["best"]["metrics"]["val_average_accuracy"]
     assert _optuna_states(project) == ["COMPLETE", "FAIL", "FAIL"]
 
     stages = runs_by_parent(uri, "tiny")
@@ -78,6 +80,7 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert float(done.data.params["lr"]) == 1.0e-3
     assert metric_steps(uri, done.info.run_id) == [0, 1]  # one value per task, step = task index
     assert metric_steps(uri, done.info.run_id, "accuracy_task_1") == [1]
+    assert metric_steps(uri, done.info.run_id, "val_average_accuracy") == [0, 1]
     assert 50.0 < done.data.metrics["average_accuracy"] <= 100.0
 
     # The same stage again restores the finished study: no trial runs twice (failed ones included),
