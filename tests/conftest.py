@@ -17,7 +17,7 @@ def mirror() -> Path:
     value = os.environ.get(MIRROR_ENV)
     if not value or not (Path(value) / "MNIST" / "raw").is_dir():
         pytest.fail(f"set {MIRROR_ENV} to a folder holding MNIST/raw (torchvision layout)")
-    return Path(value)
+    return Path(value).resolve()  # tests hand it to processes started in other folders
 
 
 @pytest.fixture(scope="session")
