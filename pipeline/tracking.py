@@ -157,7 +157,7 @@ class TrialTracker(tune.Callback):
         if result.get("models_saved") or result.get("diverged") or step <= self._last_step[trial.trial_id]:
             return  # not a new task (a re-reported or replayed one is never logged twice)
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(result[k]), now, step) for k in TASK_METRICS]
+        metrics = [Metric(k, float(result[k]), now, step) for k in TASK_METRICS if k in result]
         row = result["accuracy_matrix"][-1]
         metrics += [Metric(f"accuracy_task_{j}", float(v), now, step) for j, v in enumerate(row)]
         self._client.log_batch(run_id, metrics=metrics)
