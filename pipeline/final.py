@@ -1,70 +1,138 @@
-"""Stage ``final@<study>``: the best configuration trained with every final seed; mean ± std as metrics."""
+"""Stage ``final@<study>``: the tuned and the published configuration trained with every final seed, side by
+side (everything equal but the searched settings); mean ± std per arm and their paired difference as metrics."""
 
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from typing import Any, Mapping
 
 from ray import tune
 
+from pipeline.compare import ARMS, PUBLISHED, TUNED, mean_std, paired
 from pipeline.errors import PipelineError
+from pipeline.keys import study_identity
 from pipeline.layout import Layout
-from pipeline.outputs import fresh_dir, read_json, skipped, write_json
+from pipeline.outputs import NO_SEARCH, fresh_dir, read_json, skipped, write_json
 from pipeline.params import Params
 from pipeline.results import COMPLETED
-from pipeline.keys import study_identity
-from pipeline.runner import Experiment, run_experiment
+from pipeline.runner import Experiment, TrialRecord, run_experiment
 from pipeline.studies import load_study
 
 REPORTED = ("average_accuracy", "backward_transfer", "forgetting", "task_inference_accuracy",
             "class_incremental_accuracy", "val_average_accuracy")
+COMPARED = ("average_accuracy", "backward_transfer", "forgetting")  # tuned − published, paired by seed
 
 
-def mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+def arms_of(tuned: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Arm -> the searched values it trains with: the search's best for ``tuned``, none (the library's
+    published values) for ``published``; only ``published`` when the profile runs no search."""
+    if tuned.get("status") == NO_SEARCH:
+        return {PUBLISHED: {}}
+    return {TUNED: dict(tuned["best"]["config"]), PUBLISHED: {}}
+
+
+def per_seed(records: list[TrialRecord]) -> dict[str, dict[int, dict[str, float]]]:
+    """Arm -> seed -> reported scores of the finished final runs."""
+    found: dict[str, dict[int, dict[str, float]]] = {}
+    for r in sorted(records, key=lambda r: (r.config.get("arm", TUNED), r.config["seed"])):
+        if r.outcome == COMPLETED:
+            found.setdefault(r.config.get("arm", TUNED), {})[int(r.config["seed"])] = {
+                k: r.metrics[k] for k in REPORTED if k in r.metrics}
+    return found
+
+
+def summarise(scores: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict[str, Any]:
+    """Per arm: mean ± std of every reported score and the seeds finished; with both arms, ``difference``:
+    the paired comparison (:func:`pipeline.compare.paired`) of each compared score."""
+    out: dict[str, Any] = {}
+    for arm in ARMS:
+        runs = scores.get(arm)
+        if not runs:
+            continue
+        keys = [k for k in REPORTED if all(k in m for m in runs.values())]
+        out[arm] = {"seeds": len(runs), **{k: mean_std([m[k] for m in runs.values()]) for k in keys}}
+    if TUNED in out and PUBLISHED in out:
+        out["difference"] = {k: paired({s: m[k] for s, m in scores[TUNED].items()},
+                                       {s: m[k] for s, m in scores[PUBLISHED].items()})
+                             for k in COMPARED if k in out[TUNED] and k in out[PUBLISHED]}
+    return out
+
+
+def _mean_matrix(matrices: list[list[list[float]]]) -> list[list[float]]:
+    return [[statistics.fmean(m[i][j] for m in matrices) for j in range(len(row))]
+            for i, row in enumerate(matrices[0])]
+
+
+def _parent_metrics(summary: Mapping[str, Any], wall_s: float) -> dict[str, float]:
+    values = {"wall_s": wall_s}
+    for arm in ARMS:
+        for key, score in summary.get(arm, {}).items():
+            if isinstance(score, dict):
+                values.update({f"{arm}_{key}_mean": score["mean"], f"{arm}_{key}_std": score["std"]})
+    for key, diff in summary.get("difference", {}).items():
+        if diff.get("pairs"):
+            values.update({f"difference_{key}_mean": diff["mean"], f"difference_{key}_std": diff["std"]})
+    return values
 
 
 def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
-    """Train the tuned configuration of ``name`` once per seed; write per-seed runs and the metrics file."""
+    """Train each arm of ``name`` once per final seed in one Tune experiment; write per-seed runs and the
+    metrics file."""
     params.require_study(name)
     tuned = read_json(layout.tune_summary(name), f"tune@{name}")
-    if not params.runs(name) or tuned.get("status") != "done":
+    if not params.runs(name) or tuned.get("status") not in ("done", NO_SEARCH):
         write_json(layout.metrics_file(name), skipped(name, params.profile.name))
         write_json(fresh_dir(layout.final_dir(name)) / "runs.json", skipped(name, params.profile.name))
         return skipped(name, params.profile.name)
     study = load_study(layout, name, params.profile, params.trial_seed)
-    best = tuned["best"]["config"]
-    identity = study_identity(layout.root, "final", study, params, best=best, tune_key=tuned["key"])
+    arms = arms_of(tuned)
+    best = arms.get(TUNED, {})
+    identity = study_identity(layout.root, "final", study, params, best=best, tune_key=tuned.get("key"),
+                              arms=arms)
     experiment = Experiment("final", study, identity, num_samples=1, save_models=True,
-                            param_space={**best, "seed": tune.grid_search(study.seeds)},
+                            param_space={"arm": tune.grid_search(list(arms)),
+                                         "seed": tune.grid_search(study.seeds)},
+                            arms=arms,
                             parent_params={"profile": params.profile.name, **study.describe(),
-                                           **{f"best.{k}": v for k, v in best.items()}})
+                                           "arms": list(arms), **{f"best.{k}": v for k, v in best.items()}})
     run = run_experiment(layout, params, experiment)
-    finished = sorted((r for r in run.records if r.outcome == COMPLETED), key=lambda r: r.config["seed"])
-    if not finished:
+    try:
+        metrics, runs = stage_outputs(name, params, tuned, arms, run.records, run.wall_s, run.resumed)
+    except PipelineError:
         run.close({}, status="FAILED")
-        raise PipelineError(f"study '{name}': no final run finished "
-                            f"({'; '.join(r.error or r.outcome for r in run.records)})")
-    scores = {k: mean_std([r.metrics[k] for r in finished]) for k in REPORTED if k in finished[0].metrics}
-    matrices = [r.accuracy_matrix for r in finished]
-    mean_matrix = [[statistics.fmean(m[i][j] for m in matrices) for j in range(len(row))]
-                   for i, row in enumerate(matrices[0])]
-    metrics = {  # numbers only: what `dvc metrics show` and `dvc exp show` tabulate
-        "status": "done", **scores, "seeds": len(finished), "seed_list": [r.config["seed"] for r in finished],
-        "trial_seed": params.trial_seed,
-        "tune": {"trials": len(tuned["trials"]), **tuned["counts"], "best_objective": tuned["best"]["objective"]},
-        "wall_s": {"tune": tuned["wall_s"], "final": round(run.wall_s, 1)},
-        "best": best,
-    }
-    out = fresh_dir(layout.final_dir(name))
-    write_json(out / "runs.json", {"study": name, "seeds_finished": [r.config["seed"] for r in finished],
-                                   "resumed": run.resumed,
-                                   "mean_accuracy_matrix": mean_matrix, "runs": [r.to_dict() for r in run.records]})
+        raise
+    write_json(fresh_dir(layout.final_dir(name)) / "runs.json", runs)
     write_json(layout.metrics_file(name), metrics)
-    run.close({**{f"{k}_mean": v["mean"] for k, v in scores.items()},
-               **{f"{k}_std": v["std"] for k, v in scores.items()}, "wall_s": run.wall_s})
+    run.close(_parent_metrics(metrics, run.wall_s))
     return metrics
+
+
+def stage_outputs(name: str, params: Params, tuned: Mapping[str, Any], arms: Mapping[str, dict[str, Any]],
+                  records: list[TrialRecord], wall_s: float, resumed: bool) -> tuple[dict, dict]:
+    """The metrics file and ``runs.json`` of the final stage from its finished Tune trials."""
+    scores = per_seed(records)
+    missing = [arm for arm in arms if arm not in scores]
+    if missing:
+        raise PipelineError(f"study '{name}': no final run of arm {', '.join(missing)} finished "
+                            f"({'; '.join(r.error or r.outcome for r in records)})")
+    finished = {arm: sorted((r for r in records if r.outcome == COMPLETED and r.config.get("arm", TUNED) == arm),
+                            key=lambda r: r.config["seed"]) for arm in arms}
+    metrics = {  # `dvc metrics show` and `dvc exp show` tabulate the numbers
+        "status": "done", "profile": params.profile.name, "arms": list(arms), **summarise(scores),
+        "seed_list": sorted({int(r.config["seed"]) for r in records}), "trial_seed": params.trial_seed,
+        "wall_s": {"tune": tuned.get("wall_s", 0.0), "final": round(wall_s, 1)},
+        "best": dict(arms.get(TUNED, {})),
+    }
+    if TUNED in arms:
+        metrics["tune"] = {"trials": len(tuned["trials"]), **tuned["counts"],
+                           "best_objective": tuned["best"]["objective"]}
+    runs = {"study": name, "resumed": resumed,
+            "arms": {arm: {"settings": arms[arm], "seeds_finished": [r.config["seed"] for r in done],
+                           "mean_accuracy_matrix": _mean_matrix([r.accuracy_matrix for r in done]),
+                           "per_seed": {str(s): m for s, m in scores[arm].items()}}
+                     for arm, done in finished.items()},
+            "runs": [r.to_dict() for r in records]}
+    return metrics, runs
 
 
 def run(layout: Layout, params: Params, study: str | None) -> None:

@@ -45,7 +45,17 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     return path
 
 
+NO_SEARCH = "published_only"  # tune@<study> of a profile without search: final trains the published configuration
+
+
 def skipped(study: str, profile: str) -> dict[str, Any]:
     """The output of a stage whose study the active profile does not run."""
     return {"study": study, "status": "skipped", "profile": profile,
             "reason": f"profile '{profile}' does not run this study"}
+
+
+def no_search(study: str, profile: str) -> dict[str, Any]:
+    """The tune output of a study whose profile runs no search (the final stage trains the published
+    configuration alone)."""
+    return {"study": study, "status": NO_SEARCH, "profile": profile, "wall_s": 0.0,
+            "reason": f"profile '{profile}' runs no search: the final stage trains the published configuration"}

@@ -16,6 +16,7 @@ SOURCE = "params.yaml"
 PATCH_KEYS = ("budget", "fixed", "final")
 BUDGET_KEYS = ("trials", "concurrency")
 AUTO = "auto"
+MIN_FINAL_SEEDS = 3  # the final stage compares tuned and published per seed: fewer give no spread to judge by
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Profile:
     run: list[str]
     override: dict[str, Any] = field(default_factory=dict)
     study_override: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search: bool = True  # false: no search; the final stage trains the published configuration alone
 
     def patch_for(self, study: str) -> dict[str, Any]:
         """What this profile lays over ``studies/<study>.yaml`` (the common part, then the study's own)."""
@@ -74,7 +76,15 @@ def _patch(value: Any, key: str) -> dict[str, Any]:
     final = schema.mapping(patch.get("final"), SOURCE, f"{key}.final", allowed=("seeds",))
     if "seeds" in final:
         seeds(final["seeds"], SOURCE, f"{key}.final.seeds")
+        enough_seeds(final["seeds"], SOURCE, f"{key}.final.seeds")
     return patch
+
+
+def enough_seeds(value: list, source: str, key: str) -> None:
+    """Final seeds: at least :data:`MIN_FINAL_SEEDS` (tuned and published are compared seed by seed)."""
+    if len(value) < MIN_FINAL_SEEDS:
+        raise bad(source, key, f"must list at least {MIN_FINAL_SEEDS} seeds (tuned and published are compared "
+                  "seed by seed)", value)
 
 
 def seeds(value: Any, source: str, key: str) -> list[int]:
@@ -86,12 +96,15 @@ def seeds(value: Any, source: str, key: str) -> list[int]:
 
 def _profile(name: str, value: Any, studies: list[str]) -> Profile:
     key = f"profiles.{name}"
-    data = schema.mapping(value, SOURCE, key, allowed=("run", "override", "study_override"),
+    data = schema.mapping(value, SOURCE, key, allowed=("run", "override", "study_override", "search"),
                           required=("run",))
     run = schema.names(data["run"], SOURCE, f"{key}.run", choices=studies)
     per_study = schema.mapping(data.get("study_override"), SOURCE, f"{key}.study_override", allowed=studies)
+    search = data.get("search", True)
+    if not isinstance(search, bool):
+        raise bad(SOURCE, f"{key}.search", "must be true or false", search)
     return Profile(name, run, _patch(data.get("override"), f"{key}.override"),
-                   {s: _patch(p, f"{key}.study_override.{s}") for s, p in per_study.items()})
+                   {s: _patch(p, f"{key}.study_override.{s}") for s, p in per_study.items()}, search)
 
 
 def _resource(value: Any, key: str, minimum: float, positive: bool) -> float | None:

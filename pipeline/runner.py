@@ -32,6 +32,7 @@ class Experiment:
     scheduler: Any = None
     save_models: bool = False
     trial_seed: int = 0  # training seed of trials whose configuration carries none
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # final: arm -> its searched values
     parent_params: dict[str, Any] = field(default_factory=dict)
 
     def name(self, key: str) -> str:
@@ -100,7 +101,8 @@ def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, trainable:
             name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models)]),
+            callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models, arms=exp.arms,
+                                             tags={tracking.TAG_PROFILE: params.profile.name})]),
     ), False
 
 
@@ -152,9 +154,10 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
                 tracking.log_params(client, parent_id, {**exp.parent_params,
                                                         **{f"config.{k}": v for k, v in settings.items()}})
                 client.log_dict(parent_id, exp.study.to_dict(), "study.json")
+                client.set_tag(parent_id, tracking.TAG_PROFILE, params.profile.name)
             trainable = tune.with_resources(
                 tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models,
-                                     default_seed=exp.trial_seed),
+                                     default_seed=exp.trial_seed, arms=exp.arms),
                 resources)
             tuner, resumed = _tuner(layout, params, exp, key, trainable, uri)
             grid = tuner.fit()

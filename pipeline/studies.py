@@ -13,7 +13,7 @@ from hypermask.config import BENCHMARKS, METHODS, Config, ConfigError, resolve_c
 from pipeline import schema
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.params import BUDGET_KEYS, Profile, seeds
+from pipeline.params import BUDGET_KEYS, Profile, enough_seeds, seeds
 from pipeline.schema import bad
 
 # Selection (the search, ASHA, the best trial) sees validation scores only; test scores are reported.
@@ -175,6 +175,8 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
     if mode != OBJECTIVES[metric]:
         raise bad(source, "objective.mode", f"must be '{OBJECTIVES[metric]}' for {metric}", mode)
     final = schema.mapping(data["final"], source, "final", allowed=("seeds",), required=("seeds",))
+    final_seeds = seeds(final["seeds"], source, "final.seeds")
+    enough_seeds(final_seeds, source, "final.seeds")
     paper = schema.mapping(data.get("paper"), source, "paper", allowed=("average_accuracy", "std", "source"))
     for key in ("average_accuracy", "std"):
         if paper.get(key) is not None:
@@ -189,7 +191,7 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
                 raise bad(source, f"initial_points[{i}].{key}", "must lie in the search space", value)
     return Study(name=name, benchmark=benchmark, method=method, description=str(data.get("description", "")),
                  fixed=fixed, space=space, trials=trials, concurrency=concurrency, budget=budget,
-                 metric=metric, mode=mode, seeds=seeds(final["seeds"], source, "final.seeds"),
+                 metric=metric, mode=mode, seeds=final_seeds,
                  paper=paper, initial_points=[dict(p) for p in points])
 
 

@@ -21,6 +21,7 @@ from pipeline.results import COMPLETED, PRUNED, TASK_METRICS, TIME_ATTR, outcome
 URI_ENV = "MLFLOW_TRACKING_URI"
 TAG_STAGE, TAG_KEY, TAG_TRIAL, TAG_OUTCOME = ("hypermask.stage", "hypermask.key", "hypermask.trial_id",
                                                "hypermask.outcome")
+TAG_PROFILE, TAG_ARM = "hypermask.profile", "hypermask.arm"
 TAG_PARENT = "mlflow.parentRunId"
 MODEL_DIR = "model"
 
@@ -107,13 +108,18 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> dict
 class TrialTracker(tune.Callback):
     """Logs every trial as a child run of the stage's parent run, from the driver only.
 
-    Per task: the objective metrics and the accuracy of every seen task (step = task index). At the end:
-    the outcome tag, the accuracy matrix (JSON and heatmap) and, when asked, the model files. Pickled
-    into the Tune experiment, so it holds names and tags, not clients or ids.
+    On creation: the trial's parameters (for a final run, its arm's settings too) and ``tags`` (the
+    profile), plus the ``hypermask.arm`` tag of a final run. Per task: the objective metrics and the
+    accuracy of every seen task (step = task index). At the end: the outcome tag, the accuracy matrix (JSON
+    and heatmap) and, when asked, the model files. Pickled into the Tune experiment, so it holds names and
+    tags, not clients or ids.
     """
 
-    def __init__(self, uri: str, experiment: str, stage: str, key: str, log_models: bool) -> None:
+    def __init__(self, uri: str, experiment: str, stage: str, key: str, log_models: bool,
+                 arms: Mapping[str, Mapping[str, Any]] | None = None, tags: Mapping[str, str] | None = None) -> None:
         self.uri, self.experiment, self.stage, self.key, self.log_models = uri, experiment, stage, key, log_models
+        self.arms = {k: dict(v) for k, v in (arms or {}).items()}
+        self.tags = dict(tags or {})
         self._reset()
 
     def _reset(self) -> None:
@@ -123,9 +129,10 @@ class TrialTracker(tune.Callback):
         self._last_step: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("uri", "experiment", "stage", "key", "log_models")}
+        return {k: getattr(self, k) for k in ("uri", "experiment", "stage", "key", "log_models", "arms", "tags")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self.arms, self.tags = {}, {}
         self.__dict__.update(state)
         self._reset()
 
@@ -142,7 +149,11 @@ class TrialTracker(tune.Callback):
             run_id, created = ensure_run(self._client, self._experiment_id, f"{self.stage}-{trial.trial_id}",
                                          {TAG_TRIAL: trial.trial_id, TAG_STAGE: self.stage}, self._parent_id)
             if created:
-                log_params(self._client, run_id, trial.config)
+                arm = trial.config.get("arm")
+                log_params(self._client, run_id, {**self.arms.get(arm, {}), **trial.config})
+                tags = {**self.tags, **({TAG_ARM: str(arm)} if arm is not None else {})}
+                for name, value in tags.items():
+                    self._client.set_tag(run_id, name, value)
             history = self._client.get_metric_history(run_id, TASK_METRICS[0])
             self._last_step[trial.trial_id] = max((m.step for m in history), default=-1)
             self._runs[trial.trial_id] = run_id

@@ -24,9 +24,10 @@ def _restore_state(checkpoint: tune.Checkpoint | None, state: Path) -> None:
 
 
 def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], save_models: bool,
-              default_seed: int) -> None:
+              default_seed: int, arms: dict[str, dict[str, Any]] | None = None) -> None:
     """Train ``study`` with the sampled ``config`` (plus ``seed`` in the final stage, else
-    ``default_seed``: the search trials' training seed).
+    ``default_seed``: the search trials' training seed). A final run's ``arm`` names its searched values
+    in ``arms`` (``tuned``: the search's best; ``published``: none, so the library's published values).
 
     After every task the library writes its checkpoint into the trial's state folder and calls back;
     the callback reports the task's scores with that folder as the Tune checkpoint, so ASHA can stop
@@ -34,6 +35,8 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     """
     chosen = dict(config)
     seed = int(chosen.pop("seed", default_seed))
+    if "arm" in chosen:
+        chosen = {**(arms or {})[chosen.pop("arm")], **chosen}
     cfg = study.config(chosen, seed, runtime)
     state = Path(tune.get_context().get_trial_dir()) / "state"
     _restore_state(tune.get_checkpoint(), state)

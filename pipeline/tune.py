@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.outputs import fresh_dir, skipped, write_csv, write_json
+from pipeline.outputs import fresh_dir, no_search, skipped, write_csv, write_json
 from pipeline.params import Params
 from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED
 from pipeline.runner import Experiment, TrialRecord, run_experiment
@@ -51,6 +51,9 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         write_json(_replace_dir(layout, name), skipped(name, params.profile.name))
         return skipped(name, params.profile.name)
     study = load_study(layout, name, params.profile, params.trial_seed)
+    if not params.profile.search:  # validated above; nothing to search, final trains the published arm
+        write_json(_replace_dir(layout, name), no_search(name, params.profile.name))
+        return no_search(name, params.profile.name)
     search = {"seed": params.search_seed, "startup_trials": params.startup_trials,
               "trial_seed": params.trial_seed}
     asha = {"enabled": params.asha_enabled, "grace_tasks": params.grace_tasks,

@@ -20,7 +20,7 @@ TINY_STUDY = {
     "search_space": {"beta": {"loguniform": [1.0e-4, 1.0e-1]}, "lr": {"choice": [1.0e-3, 3.0e-3, 1.0e30]}},
     "budget": {"trials": 3, "concurrency": 2, "tasks": 2, "iterations": 20, "train_subset": 500,
                "validation_size": 200},
-    "final": {"seeds": [1, 2]},
+    "final": {"seeds": [1, 2, 3]},
 }
 
 

@@ -40,25 +40,41 @@ def test_shipped_params_and_studies_are_valid_in_every_profile() -> None:
         params = load_params(layout.params_file, profile)
         for name in params.studies:
             study = load_study(layout, name, params.profile)
-            assert study.trials >= 1 and study.seeds
+            assert study.trials >= 1 and len(study.seeds) >= 3  # tuned and published compared per seed
     default = load_params(layout.params_file)
     assert default.profile.name == "default"
     assert {"split_mnist", "permuted_mnist"} <= set(default.profile.run)
     assert not any(s.startswith("cifar") for s in default.profile.run)
     assert {s for s in PARAMS["studies"]} == set(load_params(layout.params_file, "paper").profile.run)
-    # the default profile keeps at least 8 trials and 2 seeds per MNIST study
+    # the default profile keeps at least 8 trials and three final seeds per MNIST study
     for name in ("split_mnist", "permuted_mnist"):
         study = load_study(layout, name, default.profile)
-        assert study.trials >= 8 and len(study.seeds) == 2
+        assert study.trials >= 8 and study.seeds == [1, 2, 3]
+    assert default.profile.search and load_params(layout.params_file, "paper").profile.search
+
+
+def test_reproduce_profile_trains_the_published_split_mnist_runs_without_search() -> None:
+    from pipeline.compare import comparable
+
+    layout = Layout.at(REPO)
+    params = load_params(layout.params_file, "reproduce")
+    assert params.profile.run == ["split_mnist", "hnet_split_mnist"] and not params.profile.search
+    for name, method in (("split_mnist", "hypermask"), ("hnet_split_mnist", "hnet")):
+        study = load_study(layout, name, params.profile, params.trial_seed)
+        assert study.method == method and study.seeds == [1, 2, 3, 4, 5]
+        assert comparable(study.config({}, 1))  # the published length: the paper's figure is shown
+        assert study.paper["average_accuracy"] is not None
 
 
 @pytest.mark.parametrize("path, value, fragment", [
-    ("profile", "huge", "'profile' must name one of the profiles (default, paper, test), got 'huge'"),
+    ("profile", "huge", "'profile' must name one of the profiles (default, paper, reproduce, test), got 'huge'"),
     ("colour", "red", "'colour' is not a known key"),
     ("profiles.default.override.budget.trials", 0, "'profiles.default.override.budget.trials' must be an integer >= 1, got 0"),
     ("profiles.default.override.fixed.gamma", 1, "'profiles.default.override.fixed.gamma' is not a known key"),
     ("profiles.test.run", ["split_mnist", "nope"], "'profiles.test.run' names unknown 'nope'"),
     ("profiles.default.override.final.seeds", [1, 1], "'profiles.default.override.final.seeds' must be a non-empty list of distinct integers"),
+    ("profiles.default.override.final.seeds", [1, 2], "'profiles.default.override.final.seeds' must list at least 3 seeds"),
+    ("profiles.reproduce.search", "no", "'profiles.reproduce.search' must be true or false, got 'no'"),
     ("resources.gpus_per_trial", -0.5, "'resources.gpus_per_trial' must be a number >= 0, got -0.5"),
     ("resources.cpus_per_trial", "many", "'resources.cpus_per_trial' must be a number, got 'many'"),
     ("asha.reduction_factor", 1, "'asha.reduction_factor' must be a number > 1, got 1"),
@@ -92,6 +108,7 @@ def test_profile_override_is_validated_against_the_library(tmp_path: Path) -> No
     ({"fixed": {"lr": 0.1}, "search_space": {"lr": {"choice": [0.1, 0.01]}}}, "'search_space.lr' is also set"),
     ({"budget": {"concurrency": 2}}, "'budget.trials' is missing"),
     ({"objective": {"metric": "loss"}}, "'objective.metric' must be one of"),
+    ({"final": {"seeds": [1, 2]}}, "'final.seeds' must list at least 3 seeds"),
     ({"initial_points": [{"beta": 5.0, "lr": 1e-3}]}, "'initial_points[0].beta' must lie in the search space"),
 ])
 def test_bad_study_files_give_one_line_naming_key(change: dict, fragment: str) -> None:
