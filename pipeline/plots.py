@@ -1,5 +1,6 @@
-"""Figures of the pipeline: accuracy matrices, accuracy per task over time, search results, paper
-comparison. Built as bare matplotlib Figures (no pyplot state), so they are safe in any process."""
+"""Figures of the pipeline: accuracy matrices, accuracy per task over time, search results, tuned against
+published (the paper beside them only where comparable). Built as bare matplotlib Figures (no pyplot
+state), so they are safe in any process."""
 
 from __future__ import annotations
 
@@ -79,23 +80,35 @@ def search_results(trials: Sequence[dict[str, Any]], space: dict[str, dict[str, 
     return fig
 
 
-def paper_comparison(rows: Sequence[tuple[str, float, float, float | None, float | None]]) -> Figure:
-    """Our average accuracy (mean ± std over seeds) beside the published one, per study."""
-    fig = Figure(figsize=(1.5 + 1.4 * len(rows), 3.4), layout="constrained")
+def arm_comparison(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Per study: the tuned and the published configuration (mean ± std over the same seeds), and the
+    paper's figure only where the run is comparable with it; otherwise a note stands in its place.
+
+    Each row: ``name``, ``tuned`` and ``published`` (``(mean, std)`` or None), ``paper`` (``(mean, std)``
+    or None) and ``paper_note`` (the text shown instead of a paper bar)."""
+    fig = Figure(figsize=(3.4 + 1.9 * len(rows), 3.6), layout="constrained")
     ax = fig.subplots()
-    xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [r[1] for r in rows], 0.4, yerr=[r[2] for r in rows], label="this run")
-    known = [(x, r) for x, r in zip(xs, rows) if r[3] is not None]
-    ax.bar([x + 0.2 for x, _ in known], [r[3] for _, r in known], 0.4,
-           yerr=[r[4] or 0.0 for _, r in known], label="paper")
-    ax.set_xticks(list(xs), [r[0] for r in rows], fontsize=7, rotation=15)
-    low = max(0.0, min([r[1] for r in rows] + [r[3] for _, r in known]) - 5)
+    width = 0.27
+    bars = {"tuned": -width, "published": 0.0, "paper": width}
+    shown = [r[k][0] for r in rows for k in bars if r.get(k)]
+    low = max(0.0, min(shown) - 5) if shown else 0.0
+    for key, offset in bars.items():
+        known = [(x, r[key]) for x, r in enumerate(rows) if r.get(key)]
+        if known:
+            ax.bar([x + offset for x, _ in known], [v[0] for _, v in known], width,
+                   yerr=[v[1] or 0.0 for _, v in known], label=key if key != "paper" else "paper (published budget)")
+    for x, row in enumerate(rows):
+        if not row.get("tuned"):
+            ax.text(x + bars["tuned"], low + 1, "no\nsearch", ha="center", fontsize=6)
+        if not row.get("paper"):
+            note = (row.get("paper_note") or "not recorded").replace(" (", "\n(")
+            ax.text(x + bars["paper"], low + 1, f"paper:\n{note}", ha="center", fontsize=6, rotation=90,
+                    va="bottom")
+    ax.set_xticks(list(range(len(rows))), [r["name"] for r in rows], fontsize=7, rotation=15)
     ax.set_ylim(low, 100)
-    for x, row in zip(xs, rows):
-        if row[3] is None:
-            ax.text(x + 0.2, low + 1, "paper:\nnot recorded", ha="center", fontsize=6)
     ax.set_ylabel("average accuracy (%)")
-    ax.legend(fontsize=7)
+    ax.set_title("tuned against published, same budget and seeds", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 

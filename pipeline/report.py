@@ -1,13 +1,16 @@
-"""Stage ``report``: ``reports/report.md`` and its PNG plots from the tune and final outputs."""
+"""Stage ``report``: ``reports/report.md`` and its PNG plots from the tune and final outputs.
+
+The headline is, per study, the tuned configuration against the published one at the same budget on the
+same seeds. The paper's figure stands beside a number only when that run has the published budget and
+sizes (:func:`pipeline.compare.comparable`); otherwise the report says so in its place."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from hypermask.config import resolve_config
+from typing import Any, Mapping
 
 from pipeline import plots
+from pipeline.compare import NOT_COMPARABLE, PUBLISHED, TUNED, reductions, verdict
 from pipeline.layout import Layout
 from pipeline.outputs import fresh_dir, read_json
 from pipeline.params import Params
@@ -17,34 +20,51 @@ from pipeline.studies import Study, load_study
 PROTOCOL = ("Protocol: the search, ASHA's early stopping and the choice of the best trial see only validation "
             "scores (samples held out of each task's training data), search trials train with seed {trial_seed}, "
             "and every test-set number below is only reported, from final runs whose seeds differ from it.")
-BUDGET_SETTINGS = ("tasks", "iterations", "epochs", "train_subset", "validation_size", "target_hidden")
+ARMS_TEXT = ("The final stage of every study trains two arms on the same seeds: **tuned** (the search's best "
+             "settings) and **published** (the library's published configuration of the benchmark and method, "
+             "with the study's fixed settings and this profile's budget and reductions): everything equal but "
+             "the searched settings. The difference is tuned − published, paired by seed; it counts as real "
+             "only when it is larger than the seed spread (the larger standard deviation of the two arms). "
+             "The paper's figure is shown only beside a run whose tasks, iterations or epochs, training data, "
+             "validation size and network sizes all equal the published ones.")
 
 
-def _size(key: str, value: Any) -> str:
-    return "all" if key == "train_subset" and value == 0 else str(value)
-
-
-def reductions(study: Study) -> list[str]:
-    """How this profile's runs differ from the published configuration in size (empty: full size)."""
-    published = resolve_config(study.benchmark, study.method).to_dict()
-    used = study.config({}, 1).to_dict()
-    return [f"{k} {_size(k, published[k])} → {_size(k, used[k])}" for k in BUDGET_SETTINGS
-            if published[k] != used[k]]
-
-
-def _pm(score: dict[str, float] | None) -> str:
-    return "–" if not score else f"{score['mean']:.2f} ± {score['std']:.2f}"
+def _pm(score: Mapping[str, float] | None, signed: bool = False) -> str:
+    if not score:
+        return "–"
+    return f"{score['mean']:+.2f} ± {score['std']:.2f}" if signed else f"{score['mean']:.2f} ± {score['std']:.2f}"
 
 
 def _seconds(value: float, resumed: bool | None) -> str:
     return f"{value:.0f} s" + (" in the resuming run" if resumed else "")
 
 
-def _paper(paper: dict[str, Any]) -> str:
+def paper_cell(study: Study) -> str:
+    """The paper's figure when the published arm of ``study`` has the published budget and sizes, else
+    why it is not shown."""
+    paper = study.paper
     if paper.get("average_accuracy") is None:
         return "not recorded"
+    if reductions(study.config({}, 1)):
+        return NOT_COMPARABLE
     std = f" ± {paper['std']:.2f}" if paper.get("std") is not None else ""
     return f"{paper['average_accuracy']:.2f}{std}"
+
+
+def paired_cell(diff: Mapping[str, Any] | None) -> str:
+    """Sign counts and the paired t-test over the shared seeds, in one cell."""
+    if not diff or not diff.get("pairs"):
+        return "–"
+    test = f"paired t-test p = {diff['p_value']:.2g}" if diff.get("p_value") is not None else "no t-test (equal differences)"
+    equal = f", {diff['ties']} equal" if diff.get("ties") else ""
+    return f"{diff['pairs']} seeds: {diff['higher']} higher, {diff['lower']} lower{equal}; {test}"
+
+
+def spread_cell(diff: Mapping[str, Any] | None) -> str:
+    if not diff or not diff.get("pairs"):
+        return "–"
+    answer = "yes" if diff["exceeds_spread"] else "no"
+    return f"{answer} ({verdict(diff)}; spread {diff['seed_spread']:.2f})"
 
 
 def _rung_line(study: Study, tuned: dict) -> str:
@@ -63,33 +83,62 @@ def _rung_line(study: Study, tuned: dict) -> str:
             f"of {found['trials']} trials with Spearman ρ = {rho} ({scope}).")
 
 
+def _arm_line(arm: str, scores: Mapping[str, Any], seeds: list) -> str:
+    return (f"- {arm} (seeds {', '.join(map(str, seeds))}): average accuracy {_pm(scores.get('average_accuracy'))} %, "
+            f"backward transfer {_pm(scores.get('backward_transfer'))}, forgetting {_pm(scores.get('forgetting'))}, "
+            f"task-inference accuracy {_pm(scores.get('task_inference_accuracy'))} %.")
+
+
+def _search_lines(study: Study, tuned: dict) -> list[str]:
+    counts = tuned["counts"]
+    best = tuned["best"]["config"]
+    lines = [_rung_line(study, tuned), "",
+             f"Search: {len(tuned['trials'])} trials ({counts['completed']} reached the last task, "
+             f"{counts['pruned']} stopped early by ASHA, {counts['diverged']} diverged, {counts['failed']} "
+             f"failed), {_seconds(tuned['wall_s'], tuned.get('resumed'))}. Best {study.metric} in the search: "
+             f"{tuned['best']['objective']:.2f}.", ""]
+    if study.config(best, 1) == study.config({}, 1):
+        lines += ["The search's best is the published configuration itself, so both arms train the same runs.", ""]
+    published = study.config({}, 1).to_dict()
+    lines += ["| setting | tuned | published |", "|---|---|---|"]
+    lines += [f"| {k} | {_value(v)} | {_value(published.get(k, '–'))} |" for k, v in best.items()]
+    return lines + [""]
+
+
+def _value(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def _study_section(name: str, study: Study, tuned: dict, final: dict, runs: dict, plot_dir: Path) -> list[str]:
     label = f"{name} ({study.method}, {study.benchmark})"
+    arms = runs["arms"]
+    main = TUNED if TUNED in arms else PUBLISHED
+    matrix = arms[main]["mean_accuracy_matrix"]
     figures = {  # file suffix -> (caption, figure)
-        "accuracy_matrix": ("accuracy matrix (mean over seeds)",
-                            plots.accuracy_heatmap(runs["mean_accuracy_matrix"], label)),
-        "accuracy_over_time": ("accuracy of each task over time",
-                               plots.accuracy_over_time(runs["mean_accuracy_matrix"], label)),
-        "search": ("searched parameters against the objective",
-                   plots.search_results(tuned["trials"], tuned["space"], study.metric, label)),
+        "accuracy_matrix": (f"accuracy matrix of the {main} arm (mean over seeds)",
+                            plots.accuracy_heatmap(matrix, f"{label}, {main}")),
+        "accuracy_over_time": (f"accuracy of each task over time, {main} arm",
+                               plots.accuracy_over_time(matrix, f"{label}, {main}")),
     }
-    lines = [f"## {name}", "", study.description, ""]
-    cut = reductions(study)
-    lines += [f"Reduced from the published configuration: {', '.join(cut)}." if cut
-              else "Full published budget.", ""]
-    counts = tuned["counts"]
-    lines += [_rung_line(study, tuned), ""]
-    lines += [f"Search: {len(tuned['trials'])} trials ({counts['completed']} reached the last task, "
-              f"{counts['pruned']} stopped early by ASHA, {counts['diverged']} diverged, {counts['failed']} "
-              f"failed), {_seconds(tuned['wall_s'], tuned.get('resumed'))}. Best {study.metric} in the search: "
-              f"{tuned['best']['objective']:.2f}.", "",
-              "| setting | best value |", "|---|---|"]
-    lines += [f"| {k} | {v:.3g} |" if isinstance(v, float) else f"| {k} | {v} |"
-              for k, v in tuned["best"]["config"].items()]
-    lines += ["", f"Final runs (seeds {', '.join(map(str, runs['seeds_finished']))}, "
-              f"{_seconds(final['wall_s']['final'], runs['resumed'])}): average accuracy {_pm(final.get('average_accuracy'))} %, "
-              f"backward transfer {_pm(final.get('backward_transfer'))}, forgetting {_pm(final.get('forgetting'))}, "
-              f"task-inference accuracy {_pm(final.get('task_inference_accuracy'))} %.", ""]
+    lines = [f"## {name}", ""] + ([study.description, ""] if study.description else [])
+    cut = reductions(study.config({}, 1))
+    lines += [f"Reduced from the published configuration (both arms): {', '.join(cut)}; the paper's figure is "
+              "not comparable and not shown." if cut else
+              f"Full published budget: the published arm is comparable with the paper ({paper_cell(study)}).", ""]
+    if TUNED in arms:
+        figures["search"] = ("searched parameters against the objective",
+                             plots.search_results(tuned["trials"], tuned["space"], study.metric, label))
+        lines += _search_lines(study, tuned)
+    else:
+        lines += [f"No search in this profile: the published configuration alone, {len(study.seeds)} seeds.", ""]
+    lines += [f"Final runs ({_seconds(final['wall_s']['final'], runs.get('resumed'))}):", ""]
+    lines += [_arm_line(arm, final[arm], arms[arm]["seeds_finished"]) for arm in (TUNED, PUBLISHED) if arm in arms]
+    diff = final.get("difference", {})
+    if diff:
+        lines += ["", "Tuned − published, paired by seed: " + "; ".join(
+            f"{k.replace('_', ' ')} {_pm(d, signed=True)} ({paired_cell(d)}; {verdict(d)})"
+            for k, d in diff.items() if d.get("pairs")) + "."]
+    lines.append("")
     for suffix, (caption, fig) in figures.items():
         path = plots.save(fig, plot_dir / f"{name}_{suffix}.png")
         lines += [f"![{name}: {caption}](plots/{path.name})", ""]
@@ -100,39 +149,47 @@ def write_report(layout: Layout, params: Params) -> Path:
     """Collect every study's outputs into ``reports/report.md`` with plots under ``reports/plots/``."""
     out = layout.reports_dir
     plot_dir = fresh_dir(out / "plots")
-    summary = ["| study | method | benchmark | trials | average accuracy (%) | backward transfer | "
-               "forgetting | paper (%) |", "|---|---|---|---|---|---|---|---|"]
+    summary = ["| study | method | benchmark | trials | tuned (%) | published (%) | tuned − published | "
+               "paired over seeds | beyond seed spread | paper (%) |", "|---|---|---|---|---|---|---|---|---|---|"]
     sections: list[str] = []
-    comparison = []
+    rows = []
     total_s = 0.0
     for name in params.studies:
         final = read_json(layout.metrics_file(name), f"final@{name}")
         if final.get("status") != "done":
-            summary.append(f"| {name} | | | not run: {final.get('reason', final.get('status'))} | | | | |")
+            summary.append(f"| {name} | | | not run: {final.get('reason', final.get('status'))} | | | | | | |")
             continue
         study = load_study(layout, name, params.profile, params.trial_seed)
         tuned = read_json(layout.tune_summary(name), f"tune@{name}")
         runs = read_json(layout.final_dir(name) / "runs.json", f"final@{name}")
         total_s += final["wall_s"]["tune"] + final["wall_s"]["final"]
-        acc = final["average_accuracy"]
-        summary.append(f"| {name} | {study.method} | {study.benchmark} | {len(tuned['trials'])} | {_pm(acc)} | "
-                       f"{_pm(final.get('backward_transfer'))} | {_pm(final.get('forgetting'))} | "
-                       f"{_paper(study.paper)} |")
-        comparison.append((name, acc["mean"], acc["std"], study.paper.get("average_accuracy"),
-                           study.paper.get("std")))
+        diff = final.get("difference", {}).get("average_accuracy")
+        tuned_acc = final.get(TUNED, {}).get("average_accuracy")
+        published_acc = final[PUBLISHED]["average_accuracy"]
+        trials = len(tuned["trials"]) if TUNED in final else "no search"
+        paper = paper_cell(study)
+        summary.append(f"| {name} | {study.method} | {study.benchmark} | {trials} | "
+                       f"{_pm(tuned_acc) if tuned_acc else '– (no search)'} | {_pm(published_acc)} | "
+                       f"{_pm(diff, signed=True)} | {paired_cell(diff)} | {spread_cell(diff)} | {paper} |")
+        shown = paper not in (NOT_COMPARABLE, "not recorded")
+        rows.append({"name": name,
+                     "tuned": (tuned_acc["mean"], tuned_acc["std"]) if tuned_acc else None,
+                     "published": (published_acc["mean"], published_acc["std"]),
+                     "paper": (study.paper["average_accuracy"], study.paper.get("std")) if shown else None,
+                     "paper_note": None if shown else paper})
         sections += _study_section(name, study, tuned, final, runs, plot_dir)
     lines = [f"# HyperMask studies: profile `{params.profile.name}`", "",
              "Written by the `report` stage of `dvc repro`. Every trial is in MLflow "
-             "(`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`, one experiment per study). "
+             "(`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`, one experiment per study; final runs "
+             "carry the tags `hypermask.arm` and `hypermask.profile`). "
              "Average accuracy is the mean over tasks after the last task (task-incremental), "
              "mean ± sample std over the final seeds; searches rank only trials that reached the last task.",
-             "", PROTOCOL.format(trial_seed=params.trial_seed),
+             "", ARMS_TEXT, "", PROTOCOL.format(trial_seed=params.trial_seed),
              "", *summary, ""]
-    if comparison:
-        plots.save(plots.paper_comparison(comparison), plot_dir / "paper_comparison.png")
-        lines += ["![average accuracy beside the paper's](plots/paper_comparison.png)", "",
-                  "Numbers come from budgets of this profile; where the runs are reduced (see each study) they "
-                  "are not comparable with the published full-length results.", ""]
+    if rows:
+        plots.save(plots.arm_comparison(rows), plot_dir / "tuned_vs_published.png")
+        lines += ["![tuned against published at the same budget; the paper only where comparable]"
+                  "(plots/tuned_vs_published.png)", ""]
     lines += [f"Search and final-run time of the studies: {total_s / 60:.1f} min (Ray start-up included).", ""]
     report = out / "report.md"
     report.write_text("\n".join(lines + sections))

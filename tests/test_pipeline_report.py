@@ -1,0 +1,135 @@
+"""Tuned against published and the paper only beside comparable numbers: the comparison logic, and reports
+written from hand-made stage outputs in a temporary project (no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hypermask.config import resolve_config
+from pipeline.compare import NOT_COMPARABLE, comparable, paired, reductions, verdict
+from pipeline.final import stage_outputs
+from pipeline.layout import Layout
+from pipeline.outputs import no_search, write_json
+from pipeline.params import load_params
+from pipeline.report import write_report
+from pipeline.results import COMPLETED
+from pipeline.runner import TrialRecord
+from pipeline.studies import load_study
+from pipeline_fixtures import copy_project, write_study
+
+SPACE = {"beta": {"loguniform": [1.0e-4, 1.0e-1]}, "lr": {"choice": [1.0e-3, 3.0e-3]}}
+PAPER = {"average_accuracy": 99.6, "std": None, "source": "HyperMask paper"}
+REDUCED = {"benchmark": "split_mnist", "search_space": SPACE, "final": {"seeds": [1, 2, 3]}, "paper": PAPER,
+           "budget": {"trials": 3, "concurrency": 2, "tasks": 3, "iterations": 150, "train_subset": 2000}}
+FULL = {**REDUCED, "budget": {"trials": 3, "concurrency": 2}}  # the published length and data
+BEST = {"beta": 2.0e-3, "lr": 3.0e-3}
+
+
+def test_paired_difference_counts_signs_tests_and_compares_with_the_seed_spread() -> None:
+    tuned, published = {1: 99.0, 2: 98.0, 3: 99.5}, {1: 97.0, 2: 97.5, 3: 98.0}
+    diff = paired(tuned, published)
+    assert diff["pairs"] == 3 and (diff["higher"], diff["lower"], diff["ties"]) == (3, 0, 0)
+    assert diff["mean"] == pytest.approx(4.0 / 3) and diff["std"] == pytest.approx(0.763762, abs=1e-5)
+    assert diff["seed_spread"] == pytest.approx(0.763762, abs=1e-5)  # tuned's std, the larger of the two
+    assert diff["exceeds_spread"] and 0.0 < diff["p_value"] < 0.2
+    assert verdict(diff) == "tuned ahead by more than the seed spread"
+
+    close = paired({1: 98.0, 2: 99.0, 3: 98.5}, {1: 98.2, 2: 98.6, 3: 98.6})
+    assert not close["exceeds_spread"] and verdict(close) == "within the seed spread"
+    assert verdict(paired({1: 90.0, 2: 91.0, 3: 90.5}, {1: 95.0, 2: 96.0, 3: 95.5})) == \
+        "published ahead by more than the seed spread"
+    same = paired({1: 98.0, 2: 99.0, 3: 97.0}, {1: 98.0, 2: 99.0, 3: 97.0})
+    assert same["ties"] == 3 and same["p_value"] is None and not same["exceeds_spread"]
+    only_shared = paired({1: 98.0, 2: 99.0, 3: 97.0}, {2: 98.0, 3: 97.0})
+    assert only_shared["pairs"] == 2 and only_shared["mean"] == pytest.approx(0.5)
+
+
+def test_only_runs_with_the_published_budget_and_sizes_are_comparable() -> None:
+    assert comparable(resolve_config("split_mnist", "hypermask"))
+    assert comparable(resolve_config("split_mnist", "hypermask", overrides={"beta": 0.05, "lr": 3e-3}))
+    cut = resolve_config("permuted_mnist", "hypermask", overrides={"tasks": 3, "iterations": 150,
+                                                                  "train_subset": 2000, "target_hidden": [100, 100]})
+    assert reductions(cut) == ["tasks 10 → 3", "iterations 5000 → 150", "train_subset all → 2000",
+                               "target_hidden 1000-1000 → 100-100"]
+    for change in ({"validation_size": 500}, {"hnet_hidden": [50, 50]}, {"epochs": 3}):
+        assert not comparable(resolve_config("split_mnist", "hypermask", overrides=change)), change
+
+
+def _record(arm: str, seed: int, accuracy: float) -> TrialRecord:
+    return TrialRecord(trial_id=f"{arm}{seed}", config={"arm": arm, "seed": seed}, outcome=COMPLETED, tasks_done=2,
+                       metrics={"average_accuracy": accuracy, "backward_transfer": -0.1, "forgetting": 0.2,
+                                "task_inference_accuracy": 90.0}, accuracy_matrix=[[99.0], [98.0, accuracy]],
+                       run_id="")
+
+
+def _write_outputs(layout: Layout, name: str, scores: dict[str, dict[int, float]], searched: bool) -> dict:
+    """The tune and final outputs of ``name`` as the stages write them, from per-arm per-seed accuracies."""
+    params = load_params(layout.params_file)
+    study = load_study(layout, name, params.profile, params.trial_seed)
+    if searched:
+        tuned = {"study": name, "status": "done", "key": "k", "trials": [], "wall_s": 10.0, "rung_task": 2,
+                 "counts": {"completed": 3, "pruned": 0, "diverged": 0, "failed": 0}, "asha": {"enabled": True},
+                 "best": {"config": BEST, "objective": 98.0}, "space": study.space_spec()}
+        arms = {"tuned": BEST, "published": {}}
+    else:
+        tuned, arms = no_search(name, params.profile.name), {"published": {}}
+    records = [_record(arm, seed, acc) for arm, by_seed in scores.items() for seed, acc in by_seed.items()]
+    metrics, runs = stage_outputs(name, params, tuned, arms, records, 20.0, False)
+    write_json(layout.tune_summary(name), tuned)
+    write_json(layout.final_dir(name) / "runs.json", runs)
+    write_json(layout.metrics_file(name), metrics)
+    return metrics
+
+
+def _project(tmp_path: Path, studies: dict[str, dict], search: bool = True) -> Layout:
+    root = copy_project(tmp_path / "project")
+    for name, study in studies.items():
+        write_study(root, name, study)
+    data = yaml.safe_load((root / "params.yaml").read_text())
+    data["studies"], data["profile"] = list(studies), "study"
+    data["profiles"] = {"study": {"run": list(studies), "search": search}}
+    (root / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return Layout.at(root)
+
+
+def test_report_puts_tuned_beside_published_and_the_paper_only_beside_a_full_budget(tmp_path: Path) -> None:
+    layout = _project(tmp_path, {"reduced": REDUCED, "full": FULL})
+    metrics = _write_outputs(layout, "reduced", {"tuned": {1: 98.0, 2: 98.2, 3: 98.4},
+                                                 "published": {1: 97.0, 2: 97.1, 3: 97.2}}, searched=True)
+    assert metrics["arms"] == ["tuned", "published"] and metrics["tuned"]["seeds"] == 3
+    assert metrics["difference"]["average_accuracy"]["mean"] == pytest.approx(1.1)
+    assert metrics["difference"]["average_accuracy"]["exceeds_spread"]
+    assert metrics["tuned"]["average_accuracy"]["mean"] == pytest.approx(98.2)
+    _write_outputs(layout, "full", {"tuned": {1: 99.5, 2: 99.7, 3: 99.6},
+                                    "published": {1: 99.61, 2: 99.55, 3: 99.44}}, searched=True)
+
+    report = write_report(layout, load_params(layout.params_file)).read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines() if line.startswith("| ")}
+    reduced, full = rows["reduced"], rows["full"]
+    assert "| 98.20 ± 0.20 | 97.10 ± 0.10 | +1.10 ± 0.10 | 3 seeds: 3 higher, 0 lower; paired t-test p = " in reduced
+    assert "yes (tuned ahead by more than the seed spread; spread 0.20)" in reduced
+    assert reduced.endswith(f"| {NOT_COMPARABLE} |") and "99.60" not in reduced
+    assert "| 99.60 ± 0.10 | 99.53 ± 0.09 | +0.07 ± 0.15 |" in full and "no (within the seed spread" in full
+    assert full.endswith("| 99.60 |")
+    assert "Reduced from the published configuration (both arms): tasks 5 → 3, iterations 2000 → 150, " \
+           "train_subset all → 2000" in report
+    assert "Full published budget: the published arm is comparable with the paper (99.60)." in report
+    assert "| beta | 0.002 | 0.001 |" in report  # the tuned value beside the published one
+    for name in ("tuned_vs_published", "reduced_accuracy_matrix", "full_search"):
+        assert (layout.reports_dir / "plots" / f"{name}.png").stat().st_size > 1000
+
+
+def test_a_profile_without_search_reports_the_published_runs_beside_the_paper(tmp_path: Path) -> None:
+    layout = _project(tmp_path, {"full": {**FULL, "final": {"seeds": [1, 2, 3, 4, 5]}}}, search=False)
+    metrics = _write_outputs(layout, "full", {"published": {1: 99.61, 2: 99.55, 3: 99.44, 4: 99.5, 5: 99.6}},
+                             searched=False)
+    assert metrics["arms"] == ["published"] and "tuned" not in metrics and "difference" not in metrics
+    report = write_report(layout, load_params(layout.params_file)).read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| full |"))
+    assert "| no search | – (no search) | 99.54 ± 0.07 | – | – | – | 99.60 |" in row
+    assert "No search in this profile: the published configuration alone, 5 seeds." in report
+    assert not (layout.reports_dir / "plots" / "full_search.png").exists()
+    assert (layout.reports_dir / "plots" / "tuned_vs_published.png").stat().st_size > 1000
