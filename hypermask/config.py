@@ -200,6 +200,8 @@ def _validate(cfg: Config) -> None:
         raise bad("iterations", "must be >= 1 when epochs is 0")
     if cfg.model_selection not in MODEL_SELECTIONS:
         raise bad("model_selection", f"must be one of {', '.join(MODEL_SELECTIONS)}")
+    if cfg.model_selection == "best_val" and cfg.validation_size == 0:
+        raise bad("validation_size", "must be >= 1 with model_selection=best_val")
     if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
         raise bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
 

@@ -163,7 +163,7 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
     # Validation (the task's validation split, full sparsity) runs every ``eval_every`` steps and at
     # the task's end to keep the best weights (best_val), and at every epoch end to step the
     # plateau scheduler once per epoch on that epoch-end accuracy, as the reference does.
-    select_best = not cfg.iteration_based and cfg.model_selection == "best_val"
+    select_best = cfg.model_selection == "best_val"
     scheduler = None
     if not cfg.iteration_based:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
