@@ -15,6 +15,7 @@ BENCHMARKS = ("permuted_mnist", "split_mnist", "split_cifar100")
 METHODS = ("hypermask", "hnet", "finetune")
 TARGETS = ("mlp", "resnet20", "zenkenet")
 MODEL_SELECTIONS = ("last", "best_val")
+NORMALIZATIONS = ("imagenet", "cifar100")
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,9 @@ class Config:
     train_subset: int = 0
     shots: int = 0
     augment: bool = True
+    # CIFAR-100 input normalisation: ImageNet mean/std as hypnettorch (the reference) does, or
+    # CIFAR-100's own statistics; MNIST benchmarks always use MNIST's.
+    normalization: str = "imagenet"
     data_root: str = "data"
     eval_batch_size: int = 0
     # runtime
@@ -200,6 +204,8 @@ def _validate(cfg: Config) -> None:
         raise bad("iterations", "must be >= 1 when epochs is 0")
     if cfg.model_selection not in MODEL_SELECTIONS:
         raise bad("model_selection", f"must be one of {', '.join(MODEL_SELECTIONS)}")
+    if cfg.normalization not in NORMALIZATIONS:
+        raise bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
     if cfg.model_selection == "best_val" and cfg.validation_size == 0:
         raise bad("validation_size", "must be >= 1 with model_selection=best_val")
     if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):

@@ -159,3 +159,23 @@ def test_plateau_scheduler_steps_once_per_epoch_on_epoch_end_accuracy(monkeypatc
     # the best validation (after step 6, no epoch end) is the model the task ends with
     best = calls[2][1]
     assert all(torch.equal(value, best[key]) for key, value in result.method.state_dict().items())
+
+
+def test_cifar_normalisation_is_imagenet_by_default_cifar100_on_request() -> None:
+    from hypermask.config import ConfigError, setting_names
+
+    arrays = _generated_cifar(per_class_train=3, per_class_test=1)
+    grey = torch.full((1, 3, 4, 4), 0.5)
+    cfg = resolve_config("split_cifar100", overrides={"tasks": 1, "validation_size": 2})
+    assert cfg.normalization == "imagenet" and "normalization" in setting_names()
+    stream = build_stream(cfg, arrays)
+    for preprocess in (stream.train_preprocess, stream.eval_preprocess):
+        expected = (0.5 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+        assert torch.allclose(preprocess(grey)[0, :, 0, 0], expected)
+    cfg = resolve_config("split_cifar100", overrides={"tasks": 1, "validation_size": 2,
+                                                      "normalization": "cifar100"})
+    expected = (0.5 - torch.tensor([0.5071, 0.4865, 0.4409])) / torch.tensor([0.2673, 0.2564, 0.2762])
+    assert torch.allclose(build_stream(cfg, arrays).eval_preprocess(grey)[0, :, 0, 0], expected)
+    with pytest.raises(ConfigError, match="normalization") as err:
+        resolve_config("split_cifar100", overrides={"normalization": "mnist"})
+    assert "\n" not in str(err.value)
