@@ -23,8 +23,12 @@ class ThresholdHint:
 def _order_statistics(array: np.ndarray, low: int, high: int, hint: ThresholdHint | None) -> tuple[float, float]:
     """Exact ``low``-th and ``high``-th smallest entries of ``array`` (0-based)."""
     if hint is not None and hint.value is not None:
-        below = int(np.count_nonzero(array < hint.value - hint.width))
-        band = array[np.abs(array - hint.value) <= hint.width]
+        # The band is [lower, upper] with both edges in the array's own precision, so every entry
+        # is either below it, in it or above it (no rounding can leave an edge entry out).
+        lower = array.dtype.type(hint.value - hint.width)
+        upper = array.dtype.type(hint.value + hint.width)
+        below = int(np.count_nonzero(array < lower))
+        band = array[(array >= lower) & (array <= upper)]
         if below <= low and high < below + band.size:
             part = np.partition(band, (low - below, high - below))
             result = float(part[low - below]), float(part[high - below])

@@ -118,7 +118,10 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + task)
     method.start_task(task)
     optimizer = make_optimizer(method.parameters(), cfg.lr, device)
-    select_best = not cfg.iteration_based and cfg.model_selection == "best_val"
+    # Validation (the task's validation split, full sparsity) runs every ``eval_every`` steps and at
+    # the task's end to keep the best weights (best_val), and at every epoch end to step the
+    # plateau scheduler once per epoch on that epoch-end accuracy, as the reference does.
+    select_best = cfg.model_selection == "best_val"
     scheduler = None
     if not cfg.iteration_based:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -140,12 +143,14 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
                 raise DivergedError(f"loss became {value} at task {task}, step {step}")
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         bar.update(1)
-        at_epoch_end = (step + 1) % batches_per_epoch == 0
-        if scheduler is not None and ((step + 1) % cfg.eval_every == 0 or at_epoch_end):
+        at_epoch_end = scheduler is not None and (step + 1) % batches_per_epoch == 0
+        at_check = select_best and ((step + 1) % cfg.eval_every == 0 or step == steps - 1)
+        if at_epoch_end or at_check:
             weights = method.task_weights(task)
             val = accuracy(method, weights, data.val_x, data.val_y, data.view, stream.eval_preprocess,
                            device, cfg.eval_batch_size)
-            scheduler.step(val)
+            if at_epoch_end:
+                scheduler.step(val)
             if select_best and val > best_acc:
                 best_acc, best_state = val, copy.deepcopy(method.state_dict())
     bar.close()

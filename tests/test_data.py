@@ -113,3 +113,69 @@ def test_split_cifar100_epoch_based_best_validation(target) -> None:
     assert stream.tasks[0].train_x.shape[1:] == (3, 32, 32) and len(stream.tasks[1].test_x) == 40
     result = train_continual(cfg, stream=stream)
     assert len(result.accuracy_matrix) == 2 and all(0 <= a <= 100 for a in result.accuracy_matrix[-1])
+
+
+def _scripted_validation(monkeypatch, stream, script):
+    """Replace validation accuracy (not test accuracy) by ``script``'s values; record each call's
+    value and a copy of the weights it saw."""
+    import copy
+
+    import hypermask.train as train_module
+
+    real = train_module.accuracy
+    calls = []
+
+    def fake(method, weights, x, y, *args):
+        if not any(x is task.val_x for task in stream.tasks):
+            return real(method, weights, x, y, *args)
+        value = script[len(calls) % len(script)]
+        calls.append((value, copy.deepcopy(method.state_dict())))
+        return value
+
+    monkeypatch.setattr(train_module, "accuracy", fake)
+    return calls
+
+
+def test_plateau_scheduler_steps_once_per_epoch_on_epoch_end_accuracy(monkeypatch) -> None:
+    cfg = resolve_config("split_cifar100", overrides={
+        "target": "zenkenet", "tasks": 1, "epochs": 3, "validation_size": 20, "eval_every": 3,
+        "progress": False, "hnet_hidden": "4", "embedding_size": 4})
+    stream = build_stream(cfg, _generated_cifar())
+    batches_per_epoch = -(-len(stream.tasks[0].train_x) // cfg.batch_size)
+    assert batches_per_epoch == 4  # 12 steps: checks after 3, 6, 9, 12; epoch ends after 4, 8, 12
+    calls = _scripted_validation(monkeypatch, stream, [10.0, 20.0, 90.0, 30.0, 40.0, 50.0])
+    stepped = []
+    real_step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+
+    def record(self, metrics, *args, **kwargs):
+        stepped.append(float(metrics))
+        return real_step(self, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step", record)
+    result = train_continual(cfg, stream=stream)
+    # validations after steps 3, 4, 6, 8, 9, 12; the scheduler sees only the epoch ends 4, 8, 12
+    assert [value for value, _ in calls] == [10.0, 20.0, 90.0, 30.0, 40.0, 50.0]
+    assert stepped == [20.0, 30.0, 50.0]
+    # the best validation (after step 6, no epoch end) is the model the task ends with
+    best = calls[2][1]
+    assert all(torch.equal(value, best[key]) for key, value in result.method.state_dict().items())
+
+
+def test_cifar_normalisation_is_imagenet_by_default_cifar100_on_request() -> None:
+    from hypermask.config import ConfigError, setting_names
+
+    arrays = _generated_cifar(per_class_train=3, per_class_test=1)
+    grey = torch.full((1, 3, 4, 4), 0.5)
+    cfg = resolve_config("split_cifar100", overrides={"tasks": 1, "validation_size": 2})
+    assert cfg.normalization == "imagenet" and "normalization" in setting_names()
+    stream = build_stream(cfg, arrays)
+    for preprocess in (stream.train_preprocess, stream.eval_preprocess):
+        expected = (0.5 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+        assert torch.allclose(preprocess(grey)[0, :, 0, 0], expected)
+    cfg = resolve_config("split_cifar100", overrides={"tasks": 1, "validation_size": 2,
+                                                      "normalization": "cifar100"})
+    expected = (0.5 - torch.tensor([0.5071, 0.4865, 0.4409])) / torch.tensor([0.2673, 0.2564, 0.2762])
+    assert torch.allclose(build_stream(cfg, arrays).eval_preprocess(grey)[0, :, 0, 0], expected)
+    with pytest.raises(ConfigError, match="normalization") as err:
+        resolve_config("split_cifar100", overrides={"normalization": "mnist"})
+    assert "\n" not in str(err.value)

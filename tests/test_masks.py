@@ -84,3 +84,17 @@ def test_threshold_hint_never_changes_the_result(guess, width) -> None:
         for percent in (30.0, 12.34):
             expected = torch.quantile(values, percent / 100.0)
             assert torch.allclose(percentile_threshold(values, percent, hint), expected)
+
+
+def test_threshold_hint_counts_an_entry_at_the_band_edge() -> None:
+    from hypermask.masks import ThresholdHint
+
+    guess, width = 0.543624997138977, 0.04
+    edge = float(torch.tensor(guess - width, dtype=torch.float32))  # lower band edge in float32
+    below = torch.linspace(0.1, 0.4, 50)  # 50 entries under the band
+    above = torch.linspace(0.52, 0.58, 50)  # 50 entries inside the band, above the edge
+    values = torch.cat([below, torch.tensor([edge]), above])[torch.randperm(101, generator=torch.Generator().manual_seed(0))]
+    for percent in (50.0, 49.5, 50.5):  # the edge entry is the 51st smallest: it decides each result
+        expected = torch.quantile(values, percent / 100.0)
+        got = percentile_threshold(values, percent, ThresholdHint(guess, width))
+        assert torch.allclose(got, expected), (percent, got, expected)

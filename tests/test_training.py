@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from hypermask.config import ConfigError
 from hypermask.data import build_stream
 from hypermask.train import train_continual
 
@@ -79,3 +81,25 @@ def test_chunked_hypernetwork_trains(mnist) -> None:
 def test_mask_density_follows_sparsity(mnist) -> None:
     result = _run(small_config(p=40.0, iterations=10), mnist)
     assert abs(result.metrics["mask_density"] - 0.6) < 0.01
+
+
+def test_best_validation_model_is_kept_on_iteration_based_runs(mnist, monkeypatch) -> None:
+    from test_data import _scripted_validation
+
+    cfg = small_config(tasks=1, iterations=10, eval_every=3, model_selection="best_val",
+                       validation_size=50)
+    stream = build_stream(cfg, mnist)
+    calls = _scripted_validation(monkeypatch, stream, [50.0, 90.0, 70.0, 80.0])
+    result = train_continual(cfg, stream=stream)
+    assert [value for value, _ in calls] == [50.0, 90.0, 70.0, 80.0]  # after steps 3, 6, 9 and 10
+    best = calls[1][1]
+    assert all(torch.equal(value, best[key]) for key, value in result.method.state_dict().items())
+    last = _run(small_config(tasks=1, iterations=10, eval_every=3, validation_size=50), mnist)
+    assert not all(torch.equal(value, best[key]) for key, value in last.method.state_dict().items())
+
+
+def test_best_validation_needs_a_validation_split() -> None:
+    with pytest.raises(ConfigError, match="validation_size") as err:
+        small_config(model_selection="best_val", validation_size=0)
+    assert "\n" not in str(err.value)
+    assert small_config(validation_size=0).model_selection == "last"

@@ -14,6 +14,9 @@ from hypermask.data.sources import ImageArrays, load_arrays
 
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what hypnettorch's CIFAR-100 loader normalises with
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR_NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
@@ -121,11 +124,12 @@ def split_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
 
 
 def split_cifar100(cfg: Config, arrays: ImageArrays) -> TaskStream:
-    """Ten ten-class tasks in natural class order; flip + crop 32 (pad 4), CIFAR normalisation."""
-    train = Preprocess(CIFAR100_MEAN, CIFAR100_STD, crop_padding=4 if cfg.augment else 0,
-                       flip=cfg.augment)
+    """Ten ten-class tasks in natural class order; flip + crop 32 (pad 4), then normalisation by
+    ``cfg.normalization`` (ImageNet mean/std by default, as the reference; or CIFAR-100's own)."""
+    mean, std = CIFAR_NORMALIZATIONS[cfg.normalization]
+    train = Preprocess(mean, std, crop_padding=4 if cfg.augment else 0, flip=cfg.augment)
     return TaskStream("split_cifar100", _split_by_classes(arrays, cfg, 10), (3, 32, 32), 10,
-                      train, Preprocess(CIFAR100_MEAN, CIFAR100_STD))
+                      train, Preprocess(mean, std))
 
 
 _BUILDERS = {"permuted_mnist": permuted_mnist, "split_mnist": split_mnist, "split_cifar100": split_cifar100}
