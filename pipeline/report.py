@@ -55,7 +55,8 @@ def paired_cell(diff: Mapping[str, Any] | None) -> str:
     """Sign counts and the paired t-test over the shared seeds, in one cell."""
     if not diff or not diff.get("pairs"):
         return "–"
-    test = f"paired t-test p = {diff['p_value']:.2g}" if diff.get("p_value") is not None else "no t-test (equal differences)"
+    test = (f"paired t-test p = {diff['p_value']:.2g}" if diff.get("p_value") is not None
+            else "no t-test (equal differences)")
     equal = f", {diff['ties']} equal" if diff.get("ties") else ""
     return f"{diff['pairs']} seeds: {diff['higher']} higher, {diff['lower']} lower{equal}; {test}"
 

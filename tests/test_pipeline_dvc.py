@@ -61,12 +61,14 @@ def test_dvc_repro_killed_mid_study_resumes_and_reports(tmp_path: Path, mirror: 
 
     report = (root / "reports" / "report.md").read_text()
     assert "| split_mnist | hypermask | split_mnist | 3 |" in report
-    assert "Reduced from the published configuration: tasks 5 → 3, iterations 2000 → 20" in report
+    assert "Reduced from the published configuration (both arms): tasks 5 → 3, iterations 2000 → 20" in report
+    assert "| not comparable (reduced budget) |" in report  # no paper figure beside a reduced run
     assert "Protocol: the search, ASHA's early stopping and the choice of the best trial see only validation" in report
     summary = json.loads((root / "results" / "tune" / "split_mnist" / "summary.json").read_text())
     assert summary["objective"]["metric"] == "val_average_accuracy"
     final = json.loads((root / "metrics" / "split_mnist.json").read_text())
     assert summary["protocol"]["trial_seed"] not in final["seed_list"]
+    assert final["arms"] == ["tuned", "published"] and final["difference"]["average_accuracy"]["pairs"] == 3
     assert (root / "reports" / "plots" / "split_mnist_accuracy_matrix.png").is_file()
 
     metrics = _run(["dvc", "metrics", "show", "--json"], root, env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from pipeline_fixtures import TINY_STUDY, copy_project, metric_steps, only_studi
 
 DIVERGING_LR, CRASHING_LR = 1.0e30, 3.0e-3
 STUDY = {**TINY_STUDY, "initial_points": [
-    {"beta": 1.0e-3, "lr": 1.0e-3},          # trains normally
+    {"beta": 5.0e-3, "lr": 1.0e-3},          # trains normally (beta differs from the published 1e-3)
     {"beta": 1.0e-3, "lr": DIVERGING_LR},    # loss becomes NaN: recorded as failed, the study goes on
     {"beta": 2.0e-3, "lr": CRASHING_LR},     # the trainable raises: retried, then recorded as failed
 ]}
@@ -37,7 +38,7 @@ def project(tmp_path: Path, mirror: Path, monkeypatch) -> Layout:
     root = copy_project(tmp_path / "project", data={"root": str(mirror)},
                         ray={"storage": "ray_storage", "max_failures": 1})
     write_study(root, "tiny", STUDY)
-    only_studies(root, "tiny")
+    only_studies(root, "tiny", tasks=2)  # the tiny study's two tasks over the test profile's three
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     def crashing_trial(config, **kwargs):  # defined here, so Ray ships it by value to the workers
@@ -63,7 +64,7 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
 
     summary = tune_study(project, params, "tiny")
     assert summary["counts"] == {"completed": 1, "pruned": 0, "diverged": 1, "failed": 1}
-    assert summary["best"]["config"]["lr"] == 1.0e-3 and len(summary["trials"]) == 3
+    assert summary["best"]["config"] == {"beta": 5.0e-3, "lr": 1.0e-3} and len(summary["trials"]) == 3
     assert summary["objective"] == {"metric": "val_average_accuracy", "mode": "max"}
     assert summary["best"]["objective"] == summary["best"]["metrics"]["val_average_accuracy"]
     assert _optuna_states(project) == ["COMPLETE", "FAIL", "FAIL"]
@@ -93,12 +94,31 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert metric_steps(uri, done.info.run_id) == [0, 1]
     assert _optuna_states(project) == ["COMPLETE", "FAIL", "FAIL"]
 
+    # The final stage trains both arms on the same seeds: tuned (the best beta) and published (the
+    # library's beta), everything else equal; every run is tagged with its arm and the profile.
     metrics = final_study(project, params, "tiny")
-    assert metrics["seeds"] == 2 and metrics["average_accuracy"]["std"] >= 0.0
-    assert 50.0 < metrics["average_accuracy"]["mean"] <= 100.0
+    assert metrics["arms"] == ["tuned", "published"] and metrics["seed_list"] == [1, 2, 3]
+    for arm in ("tuned", "published"):
+        assert metrics[arm]["seeds"] == 3 and metrics[arm]["average_accuracy"]["std"] >= 0.0
+        assert 50.0 < metrics[arm]["average_accuracy"]["mean"] <= 100.0
+    diff = metrics["difference"]["average_accuracy"]
+    assert diff["pairs"] == 3 and diff["higher"] + diff["lower"] + diff["ties"] == 3
+    assert diff["mean"] == pytest.approx(metrics["tuned"]["average_accuracy"]["mean"]
+                                         - metrics["published"]["average_accuracy"]["mean"])
+    assert isinstance(diff["exceeds_spread"], bool) and metrics["best"] == {"beta": 5.0e-3, "lr": 1.0e-3}
     final_parent, final_children = runs_by_parent(uri, "tiny")["final"]
-    assert final_parent.data.metrics["average_accuracy_mean"] == pytest.approx(metrics["average_accuracy"]["mean"])
-    assert sorted(c.data.params["seed"] for c in final_children) == ["1", "2"]
+    assert final_parent.data.metrics["tuned_average_accuracy_mean"] == \
+        pytest.approx(metrics["tuned"]["average_accuracy"]["mean"])
+    assert final_parent.data.metrics["difference_average_accuracy_mean"] == pytest.approx(diff["mean"])
+    assert final_parent.data.tags["hypermask.profile"] == "test"
+    assert sorted((c.data.tags["hypermask.arm"], c.data.params["seed"]) for c in final_children) == \
+        [(arm, seed) for arm in ("published", "tuned") for seed in ("1", "2", "3")]
+    assert {c.data.tags["hypermask.profile"] for c in final_children} == {"test"}
+    for child in final_children:  # the tuned values only in the tuned arm
+        tuned_arm = child.data.tags["hypermask.arm"] == "tuned"
+        assert (child.data.params.get("beta") == "0.005") == tuned_arm
+    runs = json.loads((project.final_dir("tiny") / "runs.json").read_text())
+    assert runs["arms"]["published"]["settings"] == {} and runs["arms"]["tuned"]["seeds_finished"] == [1, 2, 3]
     from mlflow.tracking import MlflowClient
 
     models = [a.path for a in MlflowClient(uri).list_artifacts(final_children[0].info.run_id, "model")]
@@ -106,5 +126,6 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
 
     report = write_report(project, params).read_text()
     assert "| tiny | hypermask | split_mnist | 3 |" in report
-    for name in ("tiny_accuracy_matrix", "tiny_accuracy_over_time", "tiny_search", "paper_comparison"):
+    assert report.count("| not recorded |") == 1  # the tiny study has no paper figure
+    for name in ("tiny_accuracy_matrix", "tiny_accuracy_over_time", "tiny_search", "tuned_vs_published"):
         assert (project.reports_dir / "plots" / f"{name}.png").stat().st_size > 1000
