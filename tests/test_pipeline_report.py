@@ -133,3 +133,10 @@ def test_a_profile_without_search_reports_the_published_runs_beside_the_paper(tm
     assert "No search in this profile: the published configuration alone, 5 seeds." in report
     assert not (layout.reports_dir / "plots" / "full_search.png").exists()
     assert (layout.reports_dir / "plots" / "tuned_vs_published.png").stat().st_size > 1000
+
+
+def test_final_arms_follow_the_tune_summary() -> None:
+    from pipeline.final import arms_of
+
+    assert arms_of({"status": "done", "best": {"config": BEST}}) == {"tuned": BEST, "published": {}}
+    assert arms_of(no_search("s", "reproduce")) == {"published": {}}
