@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> None:
         from pipeline.prepare import check_studies
 
         print(f"params.yaml and {len(check_studies(layout, params))} study files are valid "
-              f"(profile '{params.profile.name}')")
+              f"under every profile that runs them ({', '.join(params.profiles)})")
     elif args.stage == "prepare":
         from pipeline.prepare import prepare
 

@@ -14,7 +14,13 @@ from pipeline.studies import Study, load_study
 
 
 def check_studies(layout: Layout, params: Params) -> list[Study]:
-    """Load every listed study with the active profile (one-line error on the first bad one)."""
+    """Validate every listed study as written and under every profile that runs it; return them under
+    the active profile (one-line error, naming file and profile, on the first bad one)."""
+    for name in params.studies:
+        load_study(layout, name)
+        for profile in params.profiles.values():
+            if name in profile.run and profile.name != params.profile.name:
+                load_study(layout, name, profile)
     return [load_study(layout, name, params.profile) for name in params.studies]
 
 
