@@ -193,7 +193,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 
 def _check_ranges(cfg: Config) -> None:
     """Every number finite and inside its bounds (one line naming the setting and the value)."""
-    for key, (low, high) in FLOAT_RANGES.items():
+    for key in FLOAT_RANGES:
         value = getattr(cfg, key)
         if not math.isfinite(value):
             raise ConfigError(f"setting '{_public(key)}' must be a finite number, got {value!r}")
