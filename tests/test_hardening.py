@@ -13,6 +13,8 @@ STRING_SETTINGS = {"data_root"}  # any text is a path name
 @pytest.mark.parametrize("name", [n for n in setting_names() if n not in STRING_SETTINGS])
 @pytest.mark.parametrize("value", NUMERIC_ABUSE)
 def test_every_setting_refuses_non_finite_and_overflowing_values(name: str, value: str) -> None:
+    if name == "lr" and value == str(2**63):
+        pytest.skip("2**63 is a finite rate inside lr's range (0, 1e30]; 1e31 is refused below")
     with pytest.raises(ConfigError) as err:
         resolve_config("split_mnist", overrides={name: value})
     message = str(err.value)
@@ -21,7 +23,7 @@ def test_every_setting_refuses_non_finite_and_overflowing_values(name: str, valu
 
 @pytest.mark.parametrize("benchmark", ["split_mnist", "permuted_mnist", "split_cifar100"])
 @pytest.mark.parametrize("name, value", [("beta", float("inf")), ("lambda", 1e309), ("lr", float("nan")),
-                                         ("beta", 1e300), ("lr", 0.0), ("p", 100.0)])
+                                         ("beta", 1e300), ("lr", 0.0), ("lr", 1e31), ("p", 100.0)])
 def test_float_settings_from_python_values_are_finite_and_in_range(benchmark, name, value) -> None:
     with pytest.raises(ConfigError, match=f"'{name}'"):
         resolve_config(benchmark, overrides={name: value})
