@@ -18,7 +18,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", default="1", help="random seed (integer)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting of the published configuration (repeatable)")
-    train.add_argument("--out", required=True, type=Path, help="output folder (resumes if it holds a checkpoint)")
+    train.add_argument("--out", required=True, type=Path,
+                       help="output folder (resumes if it holds a checkpoint of the same configuration)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="write into a non-empty --out that holds something else (a checkpoint of another "
+                            "configuration there is discarded)")
     prepare = commands.add_parser("prepare", help="download or copy a dataset and verify it")
     prepare.add_argument("dataset", choices=["mnist", "cifar100"])
     prepare.add_argument("--root", type=Path, default=Path("data"))
@@ -31,27 +35,41 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
+def _report_task(report) -> None:
+    print(f"task {report.task + 1}/{report.num_tasks}: accuracies "
+          + " ".join(f"{a:.2f}" for a in report.accuracy_matrix[-1])
+          + f" | average {report.metrics['average_accuracy']:.2f}", flush=True)
+
+
 def _train(args: argparse.Namespace) -> int:
-    from hypermask.checkpoint import CheckpointError
+    from hypermask.checkpoint import CheckpointError, saved_tasks
     from hypermask.data import DataError
+    from hypermask.outdir import OutputError, claim_output
+    from hypermask.runtime import preflight
     from hypermask.train import DivergedError, train_continual
 
     try:
         cfg = resolve_config(args.benchmark, args.method, args.seed, parse_assignments(args.overrides))
-    except ConfigError as err:
+        cfg = preflight(cfg)
+        with claim_output(args.out, cfg, args.overwrite) as out:
+            try:
+                result = train_continual(cfg, checkpoint_dir=out / "checkpoint",
+                                         on_task_end=_report_task)
+                result.save(out)
+            except KeyboardInterrupt:
+                done = saved_tasks(out / "checkpoint")
+                where = (f"after task {done}/{cfg.tasks} (saved in {out / 'checkpoint'})" if done
+                         else "before the first task finished (nothing saved yet)")
+                return _fail(f"interrupted {where}; run the same command again to resume", 130)
+    except (ConfigError, OutputError) as err:
         return _fail(str(err), 2)
-    try:
-        result = train_continual(cfg, checkpoint_dir=args.out / "checkpoint",
-                                 on_task_end=lambda r: print(
-                                     f"task {r.task + 1}/{r.num_tasks}: accuracies "
-                                     + " ".join(f"{a:.2f}" for a in r.accuracy_matrix[-1])
-                                     + f" | average {r.metrics['average_accuracy']:.2f}", flush=True))
     except (DataError, CheckpointError, DivergedError) as err:
         return _fail(str(err), 1)
-    result.save(args.out)
+    except (OSError, MemoryError) as err:
+        return _fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}", 1)
     print(f"average accuracy {result.metrics['average_accuracy']:.2f} %, "
           f"backward transfer {result.metrics['backward_transfer']:.2f}, "
-          f"forgetting {result.metrics['forgetting']:.2f}; written to {args.out}")
+          f"forgetting {result.metrics['forgetting']:.2f}; written to {out}")
     return 0
 
 
@@ -62,6 +80,8 @@ def _prepare(args: argparse.Namespace) -> int:
         folder = prepare_dataset(args.dataset, args.root)
     except DataError as err:
         return _fail(str(err), 1)
+    except OSError as err:
+        return _fail(f"{args.root}: {err.strerror or err}", 1)
     print(f"{args.dataset} verified under {folder}")
     return 0
 
@@ -69,7 +89,10 @@ def _prepare(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hypermask`` console script."""
     args = _parser().parse_args(argv)
-    return _train(args) if args.command == "train" else _prepare(args)
+    try:
+        return _train(args) if args.command == "train" else _prepare(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted before training started; nothing was written", 130)
 
 
 if __name__ == "__main__":

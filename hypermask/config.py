@@ -165,6 +165,23 @@ def _public(key: str) -> str:
     return "lambda" if key == "lambda_" else key
 
 
+def _integer(value: Any) -> int:
+    """An exact integer from an int, an integral float or a decimal string ('12', '1e3', '2.0')."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    number = float(value)
+    if not math.isfinite(number) or not number.is_integer():
+        raise ValueError
+    return int(number)
+
+
 def _coerce(key: str, value: Any, kind: Any) -> Any:
     """Convert a value (possibly a command-line string) to the type of setting ``key``."""
     name = _public(key)
@@ -173,8 +190,10 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
         if key in _INT_LIST_KEYS:
             if isinstance(value, str):
                 text = value.strip().strip("[]")
-                return [int(v) for v in text.replace(" ", "").split(",") if v]
-            return [int(v) for v in value]
+                return [_integer(v) for v in text.replace(" ", "").split(",") if v]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return [_integer(v) for v in value]
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -185,24 +204,66 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
                 return False
             raise ValueError
         if kind == "int":
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
+            return _integer(value)
         if kind == "float":
             if isinstance(value, bool):
                 raise ValueError
             number = float(value)
-            if math.isnan(number):
-                raise ValueError
+            if not math.isfinite(number):
+                raise ConfigError(f"setting '{name}' must be a finite number, got {value!r}")
             return number
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError) as err:
+        if isinstance(err, ConfigError):
+            raise
         expected = {"bool": "a boolean", "int": "an integer", "float": "a number"}.get(
             kind, "a list of integers" if key in _INT_LIST_KEYS else "a string")
         raise ConfigError(f"setting '{name}' must be {expected}, got {value!r}") from None
+
+
+# Bounds of every numeric setting, inclusive: (low, high). Integers stay within 32 bits so that
+# derived seeds and step counts never overflow; seeds fit numpy's and torch's generators.
+INT_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1
+MAX_THREADS = 256
+MAX_LAYERS = 64
+FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "p": (0.0, 100.0), "beta": (0.0, 1e4), "lambda_": (0.0, 1e4), "lr": (0.0, 1e30)}
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "seed": (0, SEED_MAX), "embedding_size": (1, INT_MAX), "batch_size": (1, INT_MAX),
+    "chunk_size": (0, INT_MAX), "chunk_embedding_size": (0, INT_MAX), "iterations": (0, INT_MAX),
+    "epochs": (0, INT_MAX), "eval_every": (1, INT_MAX), "validation_size": (0, INT_MAX),
+    "train_subset": (0, INT_MAX), "shots": (0, INT_MAX), "eval_batch_size": (0, INT_MAX),
+    "inference_samples": (0, INT_MAX),
+    "threads": (0, MAX_THREADS), "tasks": (1, INT_MAX)}
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Every number finite and inside its bounds (one line naming the setting and the value)."""
+    for key in FLOAT_RANGES:
+        value = getattr(cfg, key)
+        if not math.isfinite(value):
+            raise ConfigError(f"setting '{_public(key)}' must be a finite number, got {value!r}")
+    if not (0.0 <= cfg.p < 100.0):
+        raise ConfigError(f"setting 'p' must be a percentage in [0, 100), got {cfg.p!r}")
+    for key in ("beta", "lambda_"):
+        low, high = FLOAT_RANGES[key]
+        if not low <= getattr(cfg, key) <= high:
+            why = "must be >= 0" if getattr(cfg, key) < low else f"must be <= {high:g}"
+            raise ConfigError(f"setting '{_public(key)}' {why}, got {getattr(cfg, key)!r}")
+    if not 0.0 < cfg.lr <= FLOAT_RANGES["lr"][1]:  # up to rates that diverge at once (tests of divergence use 1e30)
+        raise ConfigError(f"setting 'lr' must be > 0 and <= {FLOAT_RANGES['lr'][1]:g}, got {cfg.lr!r}")
+    for key, (low, high) in INT_RANGES.items():
+        value = getattr(cfg, key)
+        if value < low:
+            raise ConfigError(f"setting '{key}' must be >= {low}, got {value!r}")
+        if value > high:
+            raise ConfigError(f"setting '{key}' must be <= {high}, got {value!r}")
+    for key in _INT_LIST_KEYS:
+        sizes = getattr(cfg, key)
+        if len(sizes) > MAX_LAYERS or any(not 1 <= v <= INT_MAX for v in sizes):
+            raise ConfigError(f"setting '{key}' must list at most {MAX_LAYERS} layer sizes, each in "
+                              f"[1, {INT_MAX}], got {sizes!r}")
 
 
 def _validate(cfg: Config) -> None:
@@ -217,41 +278,33 @@ def _validate(cfg: Config) -> None:
         raise bad("target", f"must be 'mlp' for {cfg.benchmark}")
     if cfg.benchmark == "split_cifar100" and cfg.target == "mlp":
         raise bad("target", "must be 'resnet20' or 'zenkenet' for split_cifar100")
-    if not (0.0 <= cfg.p < 100.0):
-        raise bad("p", "must be a percentage in [0, 100)")
-    if cfg.beta < 0:
-        raise bad("beta", "must be >= 0")
-    if cfg.lambda_ < 0:
-        raise bad("lambda", "must be >= 0")
+    _check_ranges(cfg)
     if not (1 <= cfg.tasks <= _MAX_TASKS[cfg.benchmark]):
         raise bad("tasks", f"must be between 1 and {_MAX_TASKS[cfg.benchmark]} for {cfg.benchmark}")
-    for key in ("embedding_size", "batch_size"):
-        if getattr(cfg, key) < 1:
-            raise bad(key, "must be >= 1")
-    if cfg.lr <= 0:
-        raise bad("lr", "must be > 0")
-    if not cfg.hnet_hidden or min(cfg.hnet_hidden) < 1:
+    if not cfg.hnet_hidden:
         raise bad("hnet_hidden", "must list one or more positive layer sizes")
-    if cfg.target_hidden and min(cfg.target_hidden) < 1:
-        raise bad("target_hidden", "must list positive layer sizes")
-    for key in ("chunk_size", "train_subset", "shots", "validation_size", "epochs", "iterations",
-                "threads", "eval_batch_size", "inference_samples"):
-        if getattr(cfg, key) < 0:
-            raise bad(key, "must be >= 0")
     if cfg.chunk_size and cfg.chunk_embedding_size < 1:
         raise bad("chunk_embedding_size", "must be >= 1")
-    if cfg.eval_every < 1:
-        raise bad("eval_every", "must be >= 1")
     if cfg.epochs == 0 and cfg.iterations == 0:
         raise bad("iterations", "must be >= 1 when epochs is 0")
+    if cfg.epochs > 0 and cfg.validation_size < 1:
+        raise bad("validation_size", "must be >= 1 when epochs > 0 (the learning-rate schedule "
+                                     "and model selection read the validation accuracy)")
     if cfg.model_selection not in MODEL_SELECTIONS:
         raise bad("model_selection", f"must be one of {', '.join(MODEL_SELECTIONS)}")
     if cfg.normalization not in NORMALIZATIONS:
         raise bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
     if cfg.model_selection == "best_val" and cfg.validation_size == 0:
         raise bad("validation_size", "must be >= 1 with model_selection=best_val")
-    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
-        raise bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
+    if not _valid_device_name(cfg.device):
+        raise bad("device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def _valid_device_name(name: str) -> bool:
+    if name in ("auto", "cpu", "cuda"):
+        return True
+    head, _, index = name.partition(":")
+    return head == "cuda" and index.isdigit() and int(index) < 1024
 
 
 # Settings that change neither the numbers nor the task sequence of a run. Everything else affects the

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import sys
 
 import torch
+
+from hypermask.config import Config, ConfigError
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -35,10 +38,58 @@ def keep_freed_memory() -> bool:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present, else CPU."""
+    """``auto`` means CUDA when present, else CPU; a named CUDA device must exist (else ConfigError)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"setting 'device' is '{name}' but this machine has no CUDA device "
+                              "(use device=cpu or device=auto)")
+        if (device.index or 0) >= count:
+            raise ConfigError(f"setting 'device' is '{name}' but this machine has {count} CUDA device(s) "
+                              f"(cuda:0 to cuda:{count - 1})")
+    return device
+
+
+def resolve_runtime(cfg: Config) -> Config:
+    """``cfg`` with the threads and device this process will actually use written in.
+
+    ``threads=0`` becomes torch's current thread count and ``device=auto`` the device it picks, so
+    that what is recorded (checkpoint, ``metrics.json``) says what produced the numbers.
+    """
+    device = resolve_device(cfg.device)
+    threads = cfg.threads or torch.get_num_threads()
+    name = cfg.device if cfg.device != "auto" else device.type
+    return dataclasses.replace(cfg, threads=threads, device=name)
+
+
+def memory_bytes(device: torch.device) -> tuple[int, int | None]:
+    """Memory of this machine and, for a CUDA device, of that device (None on CPU)."""
+    from hypermask.footprint import host_memory_bytes
+
+    if device.type != "cuda":
+        return host_memory_bytes(), None
+    return host_memory_bytes(), torch.cuda.get_device_properties(device.index or 0).total_memory
+
+
+def preflight(cfg: Config) -> Config:
+    """Checks before any compute: ``data_root`` can be a folder, the device exists and the run fits its
+    memory (ConfigError, one line).
+
+    Returns ``cfg`` with its threads and device resolved (see :func:`resolve_runtime`).
+    """
+    from hypermask.footprint import check_fits
+    from hypermask.paths import PathProblem, check_folder, expand
+
+    try:
+        check_folder(expand(cfg.data_root, "setting 'data_root'"), "setting 'data_root'")
+    except PathProblem as err:
+        raise ConfigError(str(err)) from None
+    cfg = resolve_runtime(cfg)
+    check_fits(cfg, *memory_bytes(resolve_device(cfg.device)))
+    return cfg
 
 
 def configure_runtime(device_name: str, threads: int, tune_allocator: bool = True) -> torch.device:

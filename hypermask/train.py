@@ -22,7 +22,7 @@ from hypermask.masks import ramped_sparsity
 from hypermask.methods import ContinualMethod, build_method
 from hypermask.nets import build_target
 from hypermask.optim import in_backward_adam, make_optimizer
-from hypermask.runtime import configure_runtime
+from hypermask.runtime import configure_runtime, preflight
 
 
 class DivergedError(RuntimeError):
@@ -168,7 +168,10 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
     After every task all seen tasks are re-evaluated (a row of the accuracy matrix), a checkpoint
     is written to ``checkpoint_dir`` (if given) and ``on_task_end`` is called. A checkpoint already
     in ``checkpoint_dir`` for the same configuration makes the run resume after its last task.
+    The threads and device actually used are written into the run's configuration (``threads=0``
+    and ``device=auto`` resolved), so a resume under others is refused.
     """
+    cfg = preflight(cfg)
     device = configure_runtime(cfg.device, cfg.threads)
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir is not None else None
     resumed = load_checkpoint(checkpoint_path, cfg)

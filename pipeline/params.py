@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypermask.config import setting_names
+from hypermask.config import SEED_MAX, setting_names
 
 from pipeline import schema
 from pipeline.errors import PipelineError
@@ -53,6 +53,7 @@ class Params:
     max_failures: int
     tracking_uri: str
     data_root: str
+    profiles: dict[str, Profile] = field(default_factory=dict)  # every profile, the active one included
 
     def runs(self, study: str) -> bool:
         """Whether the active profile runs ``study``."""
@@ -88,10 +89,10 @@ def enough_seeds(value: list, source: str, key: str) -> None:
 
 
 def seeds(value: Any, source: str, key: str) -> list[int]:
-    """A non-empty list of distinct non-negative integer seeds."""
+    """A non-empty list of distinct integer seeds in the library's seed range [0, SEED_MAX]."""
     if not isinstance(value, list) or not value or len(set(map(str, value))) != len(value):
         raise bad(source, key, "must be a non-empty list of distinct integers", value)
-    return [schema.integer(v, source, key, minimum=0) for v in value]
+    return [schema.integer(v, source, key, minimum=0, maximum=SEED_MAX) for v in value]
 
 
 def _profile(name: str, value: Any, studies: list[str]) -> Profile:
@@ -130,10 +131,8 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
     chosen = profile or data["profile"]
     if chosen not in profiles:
         raise bad(SOURCE, "profile", f"must name one of the profiles ({', '.join(profiles)})", chosen)
-    active = _profile(chosen, profiles[chosen], studies)
-    for other, value in profiles.items():  # every profile is checked, not only the active one
-        if other != chosen:
-            _profile(other, value, studies)
+    every = {name: _profile(name, value, studies) for name, value in profiles.items()}  # all are checked
+    active = every[chosen]
     search = schema.mapping(data.get("search"), SOURCE, "search", allowed=("seed", "startup_trials", "trial_seed"))
     asha = schema.mapping(data.get("asha"), SOURCE, "asha", allowed=("enabled", "grace_tasks", "reduction_factor"))
     asha_enabled = asha.get("enabled", True)
@@ -156,7 +155,7 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
     return Params(
         profile=active,
         studies=studies,
-        search_seed=schema.integer(search.get("seed", 0), SOURCE, "search.seed", minimum=0),
+        search_seed=schema.integer(search.get("seed", 0), SOURCE, "search.seed", minimum=0, maximum=SEED_MAX),
         startup_trials=schema.integer(search.get("startup_trials", 4), SOURCE, "search.startup_trials"),
         trial_seed=seeds([search.get("trial_seed", 0)], SOURCE, "search.trial_seed")[0],
         asha_enabled=asha_enabled,
@@ -169,6 +168,7 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
         max_failures=schema.integer(ray.get("max_failures", 2), SOURCE, "ray.max_failures", minimum=0),
         tracking_uri=_text(tracking.get("uri"), "tracking.uri"),
         data_root=root,
+        profiles=every,
     )
 
 

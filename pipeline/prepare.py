@@ -15,7 +15,14 @@ from pipeline.studies import Study, load_study
 
 
 def check_studies(layout: Layout, params: Params) -> list[Study]:
-    """Load every listed study with the active profile (one-line error on the first bad one)."""
+    """Validate every listed study as written and under every profile that runs it (final seeds apart
+    from the trials' seed); return them under the active profile (one-line error, naming file and
+    profile, on the first bad one)."""
+    for name in params.studies:
+        load_study(layout, name, trial_seed=params.trial_seed)
+        for profile in params.profiles.values():
+            if name in profile.run and profile.name != params.profile.name:
+                load_study(layout, name, profile, params.trial_seed)
     return [load_study(layout, name, params.profile, params.trial_seed) for name in params.studies]
 
 
@@ -51,7 +58,7 @@ def plan(study: Study, params: Params) -> dict[str, Any]:
 def check(layout: Layout, params: Params, study: str | None = None) -> None:
     """Stage ``check``: validate params.yaml and the study files, nothing else."""
     print(f"params.yaml and {len(check_studies(layout, params))} study files are valid "
-          f"(profile '{params.profile.name}')")
+          f"under every profile that runs them ({', '.join(params.profiles)})")
 
 
 def run(layout: Layout, params: Params, study: str | None = None) -> None:

@@ -16,12 +16,37 @@ def bad(source: str, key: str, why: str, value: Any) -> PipelineError:
     return PipelineError(f"{source}: '{key}' {why}, got {value!r}")
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"key {key!r} appears twice (again on line {line})")
+        self.key, self.line = key, line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (which would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # an unhashable key: the base loader reports it
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file whose top level is a mapping."""
+    """A YAML file whose top level is a mapping (every mapping's keys distinct)."""
     if not path.is_file():
         raise PipelineError(f"{path.name}: file not found at {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    except _DuplicateKey as err:
+        raise PipelineError(f"{path.name}: key {err.key!r} appears twice (line {err.line})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -52,10 +77,12 @@ def mapping(value: Any, source: str, key: str, allowed: Iterable[str] | None = N
     return dict(value)
 
 
-def integer(value: Any, source: str, key: str, minimum: int = 1) -> int:
-    """An integer >= ``minimum`` (booleans refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise bad(source, key, f"must be an integer >= {minimum}", value)
+def integer(value: Any, source: str, key: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer >= ``minimum`` and <= ``maximum`` when given (booleans refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
+            or (maximum is not None and value > maximum):
+        limit = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise bad(source, key, f"must be an integer {limit}", value)
     return value
 
 

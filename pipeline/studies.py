@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -106,15 +107,30 @@ class Study:
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def _scalar_kind(value: Any) -> str:
+    """'bool', 'number' or 'str' for a scalar a choice may hold; '' for anything else."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "str" if isinstance(value, str) else ""
+
+
 def _dimension(value: Any, source: str, key: str) -> Dimension:
     spec = schema.mapping(value, source, key, allowed=KINDS)
     if len(spec) != 1:
         raise bad(source, key, f"must have exactly one of {', '.join(KINDS)}", value)
     kind, args = next(iter(spec.items()))
     if kind == "choice":
-        if not isinstance(args, list) or not args or len({json.dumps(a) for a in args}) != len(args) \
-                or not all(a is None or isinstance(a, (bool, int, float, str)) for a in args):
+        if not isinstance(args, list) or not args or not all(_scalar_kind(a) for a in args):
             raise bad(source, f"{key}.choice", "must be a list of distinct scalar values", args)
+        if len({_scalar_kind(a) for a in args}) != 1:
+            raise bad(source, f"{key}.choice", "must hold values of one type (numbers, booleans or strings)",
+                      args)
+        if len(set(args)) != len(args):
+            raise bad(source, f"{key}.choice", "must be a list of distinct scalar values", args)
+        if any(isinstance(a, float) and not math.isfinite(a) for a in args):
+            raise bad(source, f"{key}.choice", "must hold finite numbers", args)
         return Dimension(kind, tuple(args))
     if not isinstance(args, list) or len(args) != 2:
         raise bad(source, f"{key}.{kind}", "must be [low, high]", args)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hypermask.config import resolve_config
-from hypermask.data import DataError, ImageArrays, build_stream, locate_dataset, prepare_dataset
+from hypermask.data import DataError, ImageArrays, build_stream, locate_dataset, prepare_dataset, verify_dataset
 from hypermask.data.preprocess import random_crop
 from hypermask.nets import ResNet20, ZenkeNet
 from hypermask.train import train_continual
@@ -179,3 +179,34 @@ def test_cifar_normalisation_is_imagenet_by_default_cifar100_on_request() -> Non
     with pytest.raises(ConfigError, match="normalization") as err:
         resolve_config("split_cifar100", overrides={"normalization": "mnist"})
     assert "\n" not in str(err.value)
+
+
+def test_a_file_missing_from_the_mirror_is_named_with_where_it_was_looked_for(mirror, tmp_path, monkeypatch) -> None:
+    broken = tmp_path / "mirror"
+    shutil.copytree(mirror / "MNIST", broken / "MNIST")
+    (broken / "MNIST" / "raw" / "train-labels-idx1-ubyte").unlink()
+    monkeypatch.setenv("HYPERMASK_DATA_MIRROR", str(broken))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as err:
+        locate_dataset("mnist", "data")
+    message = str(err.value)
+    assert "file missing" in message and str(broken / "MNIST" / "raw" / "train-labels-idx1-ubyte") in message
+    assert "download" not in message and "set HYPERMASK_DATA_MIRROR" not in message and "\n" not in message
+    assert not (tmp_path / "data").exists()
+
+
+def test_prepare_replaces_a_broken_copy_from_a_good_mirror(mirror, tmp_path) -> None:
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"left by a failed prepare")
+    folder = prepare_dataset("mnist", tmp_path / "data")
+    verify_dataset("mnist", folder)
+    assert folder == (tmp_path / "data").resolve()
+
+
+@pytest.mark.parametrize("root, fragment", [("~no-such-user-hm/data", "unknown user's home folder"),
+                                            ("{tmp}/file", "is an existing file, not a folder")])
+def test_unusable_data_root_is_one_line(tmp_path, root, fragment) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match=fragment):
+        locate_dataset("mnist", root.format(tmp=tmp_path))

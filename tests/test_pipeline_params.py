@@ -181,3 +181,48 @@ def test_asha_rungs_are_task_boundaries_and_optuna_never_ranks_unfinished_trials
     assert searcher._ot_study.best_value == 90.0  # the stopped trial's 99 % after one task is not ranked
     assert [outcome(r) for r in results.values()] == [COMPLETED, PRUNED, DIVERGED]
     assert outcome(results["done"], error=True) == FAILED
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"search_space": {"p": {"choice": [30, "30"]}}}, "'search_space.p.choice' must hold values of one type"),
+    ({"search_space": {"masked_l1": {"choice": [True, 1]}}}, "'search_space.masked_l1.choice' must hold values of one type"),
+    ({"search_space": {"beta": {"choice": [float("inf"), 1e-3]}}}, "'search_space.beta.choice' must hold finite numbers"),
+    ({"search_space": {"beta": {"choice": [float("nan"), 1e-3]}}}, "'search_space.beta.choice' must hold finite numbers"),
+    ({"search_space": {"p": {"choice": [30, 30.0]}}}, "'search_space.p.choice' must be a list of distinct"),
+    ({"search_space": {"beta": {"uniform": [0, float("inf")]}}}, "'search_space.beta.uniform' must be a number"),
+    ({"search_space": {"eval_every": {"int": [1, 2**63]}}}, "setting 'eval_every' must be <="),
+    ({"final": {"seeds": [1.5]}}, "'final.seeds' must be an integer"),
+    ({"final": {"seeds": [2**40]}}, "'final.seeds' must be an integer in [0, 4294967295]"),
+    ({"final": {"seeds": [-1]}}, "'final.seeds' must be an integer in [0, 4294967295]"),
+])
+def test_mixed_non_finite_and_out_of_range_study_values_are_refused(change: dict, fragment: str) -> None:
+    data = {**TINY_STUDY, **change}
+    with pytest.raises(PipelineError) as err:
+        parse_study("tiny", data, "studies/tiny.yaml")
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_duplicate_yaml_keys_are_refused_naming_file_key_and_line(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    path = root / "studies" / "split_mnist.yaml"
+    path.write_text(path.read_text() + "benchmark: split_mnist\n")
+    line = len(path.read_text().splitlines())
+    with pytest.raises(PipelineError, match=f"split_mnist.yaml: key 'benchmark' appears twice \\(line {line}\\)"):
+        load_study(Layout.at(root), "split_mnist")
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"budget": {"trials": "many", "concurrency": 2}}, "'budget.trials' must be an integer >= 1, got 'many'"),
+    ({"final": {"seeds": [1.5]}}, "'final.seeds' must be an integer"),
+])
+def test_check_validates_every_study_under_every_profile(tmp_path: Path, change: dict, fragment: str) -> None:
+    """A study value the default profile overrides, but the ``paper`` profile does not, fails ``check``
+    although the active profile is ``default``."""
+    root = copy_project(tmp_path / "project")
+    path = root / "studies" / "split_mnist.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **change}))
+    done = subprocess.run([sys.executable, "-m", "pipeline", "--root", str(root), "check"], capture_output=True,
+                          text=True, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], done.stderr
+    assert "split_mnist.yaml" in lines[0]

@@ -18,6 +18,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what hypnettorch's CIFAR-100 loader nor
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+# Input shape (C, H, W) and classes per task of every benchmark's stream.
+STREAM_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "permuted_mnist": ((1, 32, 32), 10), "split_mnist": ((1, 28, 28), 2), "split_cifar100": ((3, 32, 32), 10)}
 
 
 @dataclass
@@ -113,13 +116,14 @@ def permuted_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
         permutation = torch.randperm(32 * 32, generator=generator)
         tx, ty = _subsample(x, y, cfg, generator)
         tasks.append(Task(tx, ty, vx, vy, test, arrays.test_y, permutation))
-    return TaskStream("permuted_mnist", tasks, (1, 32, 32), 10)
+    return TaskStream("permuted_mnist", tasks, *STREAM_SHAPES["permuted_mnist"])
 
 
 def split_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """Five two-class tasks {0,1}..{8,9}; random crop 28 (pad 4) and MNIST normalisation."""
     train = Preprocess(MNIST_MEAN, MNIST_STD, crop_padding=4 if cfg.augment else 0)
-    return TaskStream("split_mnist", _split_by_classes(arrays, cfg, 2), (1, 28, 28), 2,
+    shape, classes = STREAM_SHAPES["split_mnist"]
+    return TaskStream("split_mnist", _split_by_classes(arrays, cfg, classes), shape, classes,
                       train, Preprocess(MNIST_MEAN, MNIST_STD))
 
 
@@ -128,7 +132,8 @@ def split_cifar100(cfg: Config, arrays: ImageArrays) -> TaskStream:
     ``cfg.normalization`` (ImageNet mean/std by default, as the reference; or CIFAR-100's own)."""
     mean, std = CIFAR_NORMALIZATIONS[cfg.normalization]
     train = Preprocess(mean, std, crop_padding=4 if cfg.augment else 0, flip=cfg.augment)
-    return TaskStream("split_cifar100", _split_by_classes(arrays, cfg, 10), (3, 32, 32), 10,
+    shape, classes = STREAM_SHAPES["split_cifar100"]
+    return TaskStream("split_cifar100", _split_by_classes(arrays, cfg, classes), shape, classes,
                       train, Preprocess(mean, std))
 
 
