@@ -8,9 +8,13 @@ from contextlib import contextmanager
 from typing import Iterator, Mapping
 
 import ray
+from hypermask.config import ConfigError
 from hypermask.data import pin_mirror
+from hypermask.footprint import check_fits
 
+from pipeline.errors import PipelineError
 from pipeline.params import Params
+from pipeline.studies import Study
 
 
 def ray_address(params: Params) -> str:
@@ -34,6 +38,24 @@ def ray_session(params: Params) -> Iterator[dict[str, float]]:
     finally:
         if started:
             ray.shutdown()
+
+
+def largest_node_memory() -> int:
+    """Memory (bytes) Ray may hand to tasks on its largest live node."""
+    return int(max((node["Resources"].get("memory", 0) for node in ray.nodes() if node.get("Alive")), default=0))
+
+
+def check_trials_fit(study: Study, seed: int) -> None:
+    """Refuse, before any trial starts, a study whose largest configuration cannot fit the largest node
+    (one line with the estimate)."""
+    memory = largest_node_memory()
+    if not memory:
+        return
+    try:
+        for cfg in study.largest_configs(seed):
+            check_fits(cfg, memory, where="the largest Ray node")
+    except ConfigError as err:
+        raise PipelineError(f"study '{study.name}': {err}") from None
 
 
 def plan_resources(cluster: Mapping[str, float], concurrency: int, cpus: float | None = None,

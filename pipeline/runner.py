@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from pipeline import tracking
-from pipeline.cluster import plan_resources, ray_session, runtime_settings
+from pipeline.cluster import check_trials_fit, plan_resources, ray_session, runtime_settings
 from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
 from pipeline.params import Params
@@ -143,6 +143,7 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
     parent_id = ""
     try:
         with ray_session(params) as cluster:
+            check_trials_fit(exp.study, exp.trial_seed)
             resources = plan_resources(cluster, exp.study.concurrency, params.cpus_per_trial,
                                        params.gpus_per_trial)
             runtime = runtime_settings(resources, layout.resolve(params.data_root))

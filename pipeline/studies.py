@@ -81,6 +81,14 @@ class Study:
         """The library :class:`Config` of one run (``runtime``: threads, device, data_root, progress)."""
         return resolve_config(self.benchmark, self.method, seed, {**self.settings(chosen), **(runtime or {})})
 
+    def largest_configs(self, seed: int) -> list[Config]:
+        """The base configuration and, per searched setting, the configuration at each end of its range
+        (or at each choice): the runs whose memory bounds what any trial of the study needs."""
+        found = [self.config({}, seed)]
+        for key, dim in self.space.items():
+            found += [self.config({key: value}, seed) for value in dim.args]
+        return found
+
     @property
     def tasks(self) -> int:
         """Number of tasks of every run of this study (the ASHA rungs are task boundaries)."""

@@ -94,3 +94,14 @@ def test_rung_correlation_ranks_final_scores() -> None:
     assert rung_correlation(reversed_, 2, 5)["rho"] == pytest.approx(-1.0)
     assert rung_correlation(trials[:2], 2, 5) is None          # too few trials
     assert rung_correlation([{"history": {"2": 1.0}}] * 4, 2, 5) is None  # none reached the end
+
+
+def test_a_study_too_big_for_the_largest_node_is_refused_before_any_trial(monkeypatch) -> None:
+    from pipeline import cluster
+
+    study = _study(search_space={"embedding_size": {"choice": [8, 200_000_000]}})
+    monkeypatch.setattr(cluster, "largest_node_memory", lambda: 8 * 2**30)
+    with pytest.raises(PipelineError, match="largest Ray node") as err:
+        cluster.check_trials_fit(study, 0)
+    assert "GiB" in str(err.value) and "\n" not in str(err.value)
+    cluster.check_trials_fit(_study(), 0)  # the tiny study fits
