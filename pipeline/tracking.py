@@ -77,8 +77,9 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
 
 
 def ensure_run(client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, str],
-               parent_id: str | None = None) -> tuple[str, bool]:
+               parent_id: str | None = None, reopen: bool = True) -> tuple[str, bool]:
     """The run carrying ``tags`` (under ``parent_id``), created if absent; returns (run id, created).
+    A found run that has ended is marked running again when ``reopen``.
 
     Looking runs up by tags instead of remembering ids is what makes a retried trial, a restored
     study or a re-run stage continue its own run rather than add a duplicate."""
@@ -87,7 +88,7 @@ def ensure_run(client: MlflowClient, experiment_id: str, name: str, tags: Mappin
     found = client.search_runs([experiment_id], filter_string=query, max_results=1)
     if found:
         run_id = found[0].info.run_id
-        if found[0].info.status != "RUNNING":
+        if reopen and found[0].info.status != "RUNNING":
             client.update_run(run_id, status="RUNNING")
         return run_id, False
     return client.create_run(experiment_id, run_name=name, tags=dict(wanted)).info.run_id, True
@@ -127,6 +128,7 @@ class TrialTracker(tune.Callback):
         self._experiment_id = self._parent_id = ""
         self._runs: dict[str, str] = {}
         self._last_step: dict[str, int] = {}
+        self._ended: dict[str, str] = {}  # trial id -> outcome of a run that had already ended when found
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("uri", "experiment", "stage", "key", "log_models", "arms", "tags")}
@@ -147,7 +149,11 @@ class TrialTracker(tune.Callback):
         run_id = self._runs.get(trial.trial_id)
         if run_id is None:
             run_id, created = ensure_run(self._client, self._experiment_id, f"{self.stage}-{trial.trial_id}",
-                                         {TAG_TRIAL: trial.trial_id, TAG_STAGE: self.stage}, self._parent_id)
+                                         {TAG_TRIAL: trial.trial_id, TAG_STAGE: self.stage}, self._parent_id,
+                                         reopen=False)
+            found = self._client.get_run(run_id)
+            if found.info.status != "RUNNING" and TAG_OUTCOME in found.data.tags:
+                self._ended[trial.trial_id] = found.data.tags[TAG_OUTCOME]
             if created:
                 arm = trial.config.get("arm")
                 log_params(self._client, run_id, {**self.arms.get(arm, {}), **trial.config})
@@ -171,6 +177,8 @@ class TrialTracker(tune.Callback):
         metrics = [Metric(k, float(result[k]), now, step) for k in TASK_METRICS if k in result]
         row = result["accuracy_matrix"][-1]
         metrics += [Metric(f"accuracy_task_{j}", float(v), now, step) for j, v in enumerate(row)]
+        if self._ended.pop(trial.trial_id, None) is not None:  # a new task: the run goes on
+            self._client.update_run(run_id, status="RUNNING")
         self._client.log_batch(run_id, metrics=metrics)
         self._last_step[trial.trial_id] = step
 
@@ -186,6 +194,8 @@ class TrialTracker(tune.Callback):
         run_id = self._run(trial)
         result = trial.last_result or {}
         state = outcome(result, error)
+        if self._ended.get(trial.trial_id) == state:
+            return  # ended before a restore with the same outcome and nothing new since: kept as recorded
         self._client.set_tag(run_id, TAG_OUTCOME, state)
         if result.get("error_message"):
             self._client.set_tag(run_id, "hypermask.error", str(result["error_message"])[:500])
