@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,3 +82,17 @@ def test_dvc_repro_killed_mid_study_resumes_and_reports(tmp_path: Path, mirror: 
     assert (tmp_path / "plots_html" / "index.html").is_file()
     status = _run(["dvc", "status"], root, env)
     assert "up to date" in status.stdout
+
+    # A broken study file stops the pipeline before any stage deletes what earlier runs recorded.
+    recorded = {p: p.read_bytes() for p in (root / "results" / "tune" / "split_mnist").iterdir()}
+    metrics_before = (root / "metrics" / "split_mnist.json").read_bytes()
+    study = root / "studies" / "split_mnist.yaml"
+    study.write_text(study.read_text().replace("trials: 40", 'trials: "many"'))
+    broken = _run(["dvc", "repro"], root, env)
+    assert broken.returncode != 0
+    errors = [line for line in (broken.stdout + broken.stderr).splitlines() if line.startswith("pipeline: error:")]
+    assert len(errors) == 1 and "budget.trials" in errors[0]
+    alone = _run([sys.executable, "-m", "pipeline", "tune", "split_mnist"], root, env)
+    assert alone.returncode == 2 and len(alone.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in (root / "results" / "tune" / "split_mnist").iterdir()} == recorded
+    assert (root / "metrics" / "split_mnist.json").read_bytes() == metrics_before
