@@ -16,7 +16,7 @@ from pipeline.outputs import NO_SEARCH, fresh_dir, read_json, skipped, write_jso
 from pipeline.params import Params
 from pipeline.results import COMPLETED
 from pipeline.runner import Experiment, TrialRecord, run_experiment
-from pipeline.studies import load_study
+from pipeline.studies import load_checked_study
 
 REPORTED = ("average_accuracy", "backward_transfer", "forgetting", "task_inference_accuracy",
             "class_incremental_accuracy", "val_average_accuracy")
@@ -84,7 +84,7 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         write_json(layout.metrics_file(name), skipped(name, params.profile.name))
         write_json(fresh_dir(layout.final_dir(name)) / "runs.json", skipped(name, params.profile.name))
         return skipped(name, params.profile.name)
-    study = load_study(layout, name, params.profile, params.trial_seed)
+    study = load_checked_study(layout, name, params)
     arms = arms_of(tuned)
     best = arms.get(TUNED, {})
     identity = study_identity(layout.root, "final", study, params, best=best, tune_key=tuned.get("key"),

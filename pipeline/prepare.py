@@ -11,19 +11,13 @@ from pipeline.errors import PipelineError
 from pipeline.layout import Layout
 from pipeline.outputs import skipped, write_json
 from pipeline.params import Params
-from pipeline.studies import Study, load_study
+from pipeline.studies import Study, load_checked_study
 
 
 def check_studies(layout: Layout, params: Params) -> list[Study]:
-    """Validate every listed study as written and under every profile that runs it (final seeds apart
-    from the trials' seed); return them under the active profile (one-line error, naming file and
-    profile, on the first bad one)."""
-    for name in params.studies:
-        load_study(layout, name, trial_seed=params.trial_seed)
-        for profile in params.profiles.values():
-            if name in profile.run and profile.name != params.profile.name:
-                load_study(layout, name, profile, params.trial_seed)
-    return [load_study(layout, name, params.profile, params.trial_seed) for name in params.studies]
+    """Every listed study under the active profile, each validated as written and under every profile that
+    runs it (one-line error, naming file and profile, on the first bad one)."""
+    return [load_checked_study(layout, name, params) for name in params.studies]
 
 
 def prepare(layout: Layout, params: Params) -> Path:

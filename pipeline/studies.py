@@ -14,7 +14,7 @@ from hypermask.config import BENCHMARKS, METHODS, Config, ConfigError, resolve_c
 from pipeline import schema
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.params import BUDGET_KEYS, Profile, enough_seeds, seeds
+from pipeline.params import BUDGET_KEYS, Params, Profile, enough_seeds, seeds
 from pipeline.schema import bad
 
 # Selection (the search, ASHA, the best trial) sees validation scores only; test scores are reported.
@@ -225,6 +225,16 @@ def check_seeds(study: Study, trial_seed: int, source: str) -> None:
     if trial_seed in study.seeds:
         raise bad(source, "final.seeds", f"must not contain the search trials' seed {trial_seed} "
                   "(params.yaml search.trial_seed)", study.seeds)
+
+
+def load_checked_study(layout: Layout, name: str, params: Params) -> Study:
+    """Study ``name`` under the active profile, once it is valid as written and under every profile that
+    runs it (so no profile's run finds a broken file later); final seeds apart from the trials' seed."""
+    load_study(layout, name, trial_seed=params.trial_seed)
+    for profile in params.profiles.values():
+        if name in profile.run and profile.name != params.profile.name:
+            load_study(layout, name, profile, params.trial_seed)
+    return load_study(layout, name, params.profile, params.trial_seed)
 
 
 def load_study(layout: Layout, name: str, profile: Profile | None = None,

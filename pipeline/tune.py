@@ -14,7 +14,7 @@ from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED
 from pipeline.runner import Experiment, TrialRecord, run_experiment
 from pipeline.keys import study_identity
 from pipeline.search import build_scheduler, build_searcher, rung_task
-from pipeline.studies import Study, load_study
+from pipeline.studies import Study, load_checked_study
 
 
 
@@ -50,7 +50,7 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     if not params.runs(name):
         write_json(_replace_dir(layout, name), skipped(name, params.profile.name))
         return skipped(name, params.profile.name)
-    study = load_study(layout, name, params.profile, params.trial_seed)
+    study = load_checked_study(layout, name, params)
     if not params.profile.search:  # validated above; nothing to search, final trains the published arm
         write_json(_replace_dir(layout, name), no_search(name, params.profile.name))
         return no_search(name, params.profile.name)
