@@ -194,8 +194,8 @@ class TrialTracker(tune.Callback):
         run_id = self._run(trial)
         result = trial.last_result or {}
         state = outcome(result, error)
-        if self._ended.get(trial.trial_id) == state:
-            return  # ended before a restore with the same outcome and nothing new since: kept as recorded
+        if trial.trial_id in self._ended:
+            return  # ended before a restore and no new task logged since: its record stands
         self._client.set_tag(run_id, TAG_OUTCOME, state)
         if result.get("error_message"):
             self._client.set_tag(run_id, "hypermask.error", str(result["error_message"])[:500])
