@@ -77,7 +77,7 @@ def test_a_tune_stage_after_a_library_change_searches_afresh(tmp_path: Path, mir
     write_study(root, "tiny", {"benchmark": "split_mnist", "search_space": {"beta": {"choice": [1e-3, 1e-2]}},
                                "budget": {"trials": 1, "concurrency": 1, "tasks": 1, "iterations": 5,
                                           "train_subset": 200, "validation_size": 100},
-                               "final": {"seeds": [1]}})
+                               "final": {"seeds": [1, 2, 3]}})
     only_studies(root, "tiny")
     env = tool_env(HYPERMASK_DATA_MIRROR=str(mirror))
 
