@@ -55,6 +55,15 @@ class Params:
     data_root: str
     profiles: dict[str, Profile] = field(default_factory=dict)  # every profile, the active one included
 
+    def search_settings(self) -> dict[str, Any]:
+        """The search's settings as recorded in plans and stage keys."""
+        return {"seed": self.search_seed, "startup_trials": self.startup_trials, "trial_seed": self.trial_seed}
+
+    def asha_settings(self) -> dict[str, Any]:
+        """ASHA's settings as recorded in plans, stage keys and summaries."""
+        return {"enabled": self.asha_enabled, "grace_tasks": self.grace_tasks,
+                "reduction_factor": self.reduction_factor}
+
     def runs(self, study: str) -> bool:
         """Whether the active profile runs ``study``."""
         return study in self.profile.run

@@ -44,9 +44,7 @@ def plan(study: Study, params: Params) -> dict[str, Any]:
         return skipped(study.name, params.profile.name)
     return {"study": study.name, "status": "planned", "profile": params.profile.name,
             "definition": study.to_dict(), "trial_seed": params.trial_seed, "searched": params.profile.search,
-            "search": {"seed": params.search_seed, "startup_trials": params.startup_trials},
-            "asha": {"enabled": params.asha_enabled, "grace_tasks": params.grace_tasks,
-                     "reduction_factor": params.reduction_factor}}
+            "search": params.search_settings(), "asha": params.asha_settings()}
 
 
 def check(layout: Layout, params: Params, study: str | None = None) -> None:

@@ -3,7 +3,6 @@ objective, final seeds, the paper's number), with the active profile's override 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -109,10 +108,6 @@ class Study:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "space": self.space_spec()}
 
-    def fingerprint(self, **extra: Any) -> str:
-        """Short hash of everything that defines this study's results (plus ``extra``)."""
-        text = json.dumps({"study": self.to_dict(), **extra}, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def _scalar_kind(value: Any) -> str:

@@ -54,10 +54,7 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     if not params.profile.search:  # validated above; nothing to search, final trains the published arm
         write_json(_replace_dir(layout, name), no_search(name, params.profile.name))
         return no_search(name, params.profile.name)
-    search = {"seed": params.search_seed, "startup_trials": params.startup_trials,
-              "trial_seed": params.trial_seed}
-    asha = {"enabled": params.asha_enabled, "grace_tasks": params.grace_tasks,
-            "reduction_factor": params.reduction_factor}
+    search, asha = params.search_settings(), params.asha_settings()
     experiment = Experiment("tune", study, study_identity(layout.root, "tune", study, params, search=search,
                                                            asha=asha),
                             num_samples=study.trials, searcher=build_searcher(study, params),
