@@ -16,7 +16,7 @@ from pipeline.outputs import NO_SEARCH, fresh_dir, read_json, skipped, write_jso
 from pipeline.params import Params
 from pipeline.results import COMPLETED
 from pipeline.runner import Experiment, TrialRecord, run_experiment
-from pipeline.studies import load_checked_study
+from pipeline.studies import Study, load_checked_study
 
 REPORTED = ("average_accuracy", "backward_transfer", "forgetting", "task_inference_accuracy",
             "class_incremental_accuracy", "val_average_accuracy")
@@ -29,6 +29,15 @@ def arms_of(tuned: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if tuned.get("status") == NO_SEARCH:
         return {PUBLISHED: {}}
     return {TUNED: dict(tuned["best"]["config"]), PUBLISHED: {}}
+
+
+def trained_arms(study: Study, arms: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The arms that need runs of their own: when the search's best resolves to the published configuration,
+    the two arms would train identical runs (same settings, same seeds), so only ``tuned`` is trained and
+    ``published`` shares its runs."""
+    if TUNED in arms and PUBLISHED in arms and study.config(arms[TUNED], 1) == study.config(arms[PUBLISHED], 1):
+        return {TUNED: dict(arms[TUNED])}
+    return {arm: dict(values) for arm, values in arms.items()}
 
 
 def per_seed(records: list[TrialRecord]) -> dict[str, dict[int, dict[str, float]]]:
@@ -89,15 +98,18 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     best = arms.get(TUNED, {})
     identity = study_identity(layout.root, "final", study, params, best=best, tune_key=tuned.get("key"),
                               arms=arms)
+    trained = trained_arms(study, arms)
     experiment = Experiment("final", study, identity, num_samples=1, save_models=True,
-                            param_space={"arm": tune.grid_search(list(arms)),
+                            param_space={"arm": tune.grid_search(list(trained)),
                                          "seed": tune.grid_search(study.seeds)},
-                            arms=arms,
+                            arms=trained,
                             parent_params={"profile": params.profile.name, **study.describe(),
-                                           "arms": list(arms), **{f"best.{k}": v for k, v in best.items()}})
+                                           "arms": list(arms), "trained_arms": list(trained),
+                                           **{f"best.{k}": v for k, v in best.items()}})
     run = run_experiment(layout, params, experiment)
     try:
-        metrics, runs = stage_outputs(name, params, tuned, arms, run.records, run.wall_s, run.resumed)
+        metrics, runs = stage_outputs(name, params, tuned, arms, run.records, run.wall_s, run.resumed,
+                                      trained=list(trained))
     except PipelineError:
         run.close({}, status="FAILED")
         raise
@@ -108,26 +120,33 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
 
 
 def stage_outputs(name: str, params: Params, tuned: Mapping[str, Any], arms: Mapping[str, dict[str, Any]],
-                  records: list[TrialRecord], wall_s: float, resumed: bool) -> tuple[dict, dict]:
-    """The metrics file and ``runs.json`` of the final stage from its finished Tune trials."""
+                  records: list[TrialRecord], wall_s: float, resumed: bool,
+                  trained: list[str] | None = None) -> tuple[dict, dict]:
+    """The metrics file and ``runs.json`` of the final stage from its finished Tune trials; an arm not in
+    ``trained`` (default: every arm) shares the tuned arm's runs (:func:`trained_arms`)."""
     scores = per_seed(records)
+    shared = [arm for arm in arms if trained is not None and arm not in trained]
+    if shared and TUNED in scores:
+        scores.update({arm: scores[TUNED] for arm in shared})
     missing = [arm for arm in arms if arm not in scores]
     if missing:
         raise PipelineError(f"study '{name}': no final run of arm {', '.join(missing)} finished "
                             f"({'; '.join(r.error or r.outcome for r in records)})")
-    finished = {arm: sorted((r for r in records if r.outcome == COMPLETED and r.config.get("arm", TUNED) == arm),
+    finished = {arm: sorted((r for r in records if r.outcome == COMPLETED
+                             and r.config.get("arm", TUNED) == (TUNED if arm in shared else arm)),
                             key=lambda r: r.config["seed"]) for arm in arms}
     metrics = {  # `dvc metrics show` and `dvc exp show` tabulate the numbers
         "status": "done", "profile": params.profile.name, "arms": list(arms), **summarise(scores),
         "seed_list": sorted({int(r.config["seed"]) for r in records}), "trial_seed": params.trial_seed,
         "wall_s": {"tune": tuned.get("wall_s", 0.0), "final": round(wall_s, 1)},
-        "best": dict(arms.get(TUNED, {})),
+        "best": dict(arms.get(TUNED, {})), "shared_runs": {arm: TUNED for arm in shared},
     }
     if TUNED in arms:
         metrics["tune"] = {"trials": len(tuned["trials"]), **tuned["counts"],
                            "best_objective": tuned["best"]["objective"]}
     runs = {"study": name, "resumed": resumed,
-            "arms": {arm: {"settings": arms[arm], "seeds_finished": [r.config["seed"] for r in done],
+            "arms": {arm: {"settings": arms[arm], "runs_of": TUNED if arm in shared else arm,
+                           "seeds_finished": [r.config["seed"] for r in done],
                            "mean_accuracy_matrix": _mean_matrix([r.accuracy_matrix for r in done]),
                            "per_seed": {str(s): m for s, m in scores[arm].items()}}
                      for arm, done in finished.items()},

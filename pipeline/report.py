@@ -99,7 +99,7 @@ def _search_lines(study: Study, tuned: dict) -> list[str]:
              f"failed), {_seconds(tuned['wall_s'], tuned.get('resumed'))}. Best {study.metric} in the search: "
              f"{tuned['best']['objective']:.2f}.", ""]
     if study.config(best, 1) == study.config({}, 1):
-        lines += ["The search's best is the published configuration itself, so both arms train the same runs.", ""]
+        lines += ["The search's best is the published configuration itself: its runs were trained once and stand for both arms.", ""]
     published = study.config({}, 1).to_dict()
     lines += ["| setting | tuned | published |", "|---|---|---|"]
     lines += [f"| {k} | {_value(v)} | {_value(published.get(k, '–'))} |" for k, v in best.items()]

@@ -140,3 +140,27 @@ def test_final_arms_follow_the_tune_summary() -> None:
 
     assert arms_of({"status": "done", "best": {"config": BEST}}) == {"tuned": BEST, "published": {}}
     assert arms_of(no_search("s", "reproduce")) == {"published": {}}
+
+
+def test_a_search_that_picks_the_published_configuration_trains_it_once_and_both_arms_share_the_runs(
+        tmp_path: Path) -> None:
+    from pipeline.final import trained_arms
+
+    layout = _project(tmp_path, {"reduced": REDUCED})
+    params = load_params(layout.params_file)
+    study = load_study(layout, "reduced", params.profile, params.trial_seed)
+    published = resolve_config("split_mnist", "hypermask")
+    same = {"beta": published.beta, "lr": published.lr}
+    assert trained_arms(study, {"tuned": BEST, "published": {}}) == {"tuned": BEST, "published": {}}
+    assert trained_arms(study, {"tuned": same, "published": {}}) == {"tuned": same}
+    assert trained_arms(study, {"published": {}}) == {"published": {}}
+
+    tuned = {"status": "done", "trials": [], "counts": {"completed": 3}, "best": {"config": same, "objective": 98.0}}
+    records = [_record("tuned", seed, acc) for seed, acc in {1: 98.0, 2: 98.4, 3: 97.9}.items()]
+    metrics, runs = stage_outputs("reduced", params, tuned, {"tuned": same, "published": {}}, records, 20.0, False,
+                                  trained=["tuned"])
+    assert metrics["published"]["average_accuracy"] == metrics["tuned"]["average_accuracy"]
+    assert metrics["difference"]["average_accuracy"]["ties"] == 3 and metrics["shared_runs"] == {"published": "tuned"}
+    assert runs["arms"]["published"]["runs_of"] == "tuned" and runs["arms"]["published"]["seeds_finished"] == [1, 2, 3]
+    with pytest.raises(Exception, match="no final run of arm published"):
+        stage_outputs("reduced", params, tuned, {"tuned": same, "published": {}}, records, 20.0, False)
