@@ -96,3 +96,15 @@ def layer_masks(raw_tensors: list[Tensor], percent: float,
     masks = [semi_binary_mask(raw, percent, hint) for raw, hint in zip(raw_tensors[:-1], hints)]
     masks.append(torch.tanh(raw_tensors[-1]).abs())
     return masks
+
+
+def mask_overlap(task_masks: list[list[Tensor]]) -> float:
+    """Mean pairwise Jaccard index of the tasks' non-zero mask entries (1: every task uses the same weights,
+    0: disjoint weights); 1.0 for a single task."""
+    supports = [torch.cat([m.reshape(-1) != 0 for m in masks]) for masks in task_masks]
+    scores = []
+    for i in range(len(supports)):
+        for j in range(i + 1, len(supports)):
+            union = int((supports[i] | supports[j]).sum())
+            scores.append(int((supports[i] & supports[j]).sum()) / union if union else 1.0)
+    return sum(scores) / len(scores) if scores else 1.0

@@ -98,3 +98,14 @@ def test_threshold_hint_counts_an_entry_at_the_band_edge() -> None:
         expected = torch.quantile(values, percent / 100.0)
         got = percentile_threshold(values, percent, ThresholdHint(guess, width))
         assert torch.allclose(got, expected), (percent, got, expected)
+
+
+def test_mask_overlap_is_the_mean_pairwise_jaccard_index_of_the_non_zero_entries() -> None:
+    from hypermask.masks import mask_overlap
+
+    a = [torch.tensor([[1.0, 0.0], [0.5, 0.0]]), torch.tensor([0.2, 0.0])]  # support {0, 2, 4}
+    b = [torch.tensor([[0.3, 0.0], [0.0, 0.9]]), torch.tensor([0.7, 0.0])]  # support {0, 3, 4}
+    c = [torch.zeros(2, 2), torch.tensor([0.0, 0.4])]                       # support {5}
+    assert mask_overlap([a, b]) == pytest.approx(2 / 4)
+    assert mask_overlap([a, b, c]) == pytest.approx((2 / 4 + 0 + 0) / 3)
+    assert mask_overlap([a]) == 1.0 and mask_overlap([a, a]) == 1.0

@@ -81,6 +81,8 @@ def test_chunked_hypernetwork_trains(mnist) -> None:
 def test_mask_density_follows_sparsity(mnist) -> None:
     result = _run(small_config(p=40.0, iterations=10), mnist)
     assert abs(result.metrics["mask_density"] - 0.6) < 0.01
+    # two tasks' masks of density 0.6 share at least 0.2 of the weights: Jaccard >= 0.2 / 1.0
+    assert 0.2 <= result.metrics["mask_overlap"] < 1.0
 
 
 def test_best_validation_model_is_kept_on_iteration_based_runs(mnist, monkeypatch) -> None:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from hypermask.config import Config
-from hypermask.masks import ThresholdHint, layer_masks
+from hypermask.masks import ThresholdHint, layer_masks, mask_overlap
 from hypermask.methods.base import HypernetworkMethod, cross_entropy
 from hypermask.nets import TargetNetwork, split_flat
 
@@ -76,13 +76,13 @@ class HyperMask(HypernetworkMethod):
 
     @torch.no_grad()
     def summary_metrics(self, num_tasks: int) -> dict[str, float]:
-        """Mean share of non-zero mask entries over the tasks (output bias excluded)."""
+        """Mean share of non-zero mask entries over the tasks, and the tasks' mean pairwise Jaccard overlap of
+        their non-zero entries (output bias excluded)."""
         raw = self.hnet(self.embeddings[:num_tasks])
-        densities = []
-        for t in range(num_tasks):
-            masks = self.masked_weights(raw[t], self.cfg.p)[1][:-1]
-            densities.append(sum(int(m.count_nonzero()) for m in masks) / sum(m.numel() for m in masks))
-        return {"mask_density": sum(densities) / len(densities)}
+        task_masks = [self.masked_weights(raw[t], self.cfg.p)[1][:-1] for t in range(num_tasks)]
+        densities = [sum(int(m.count_nonzero()) for m in masks) / sum(m.numel() for m in masks)
+                     for masks in task_masks]
+        return {"mask_density": sum(densities) / len(densities), "mask_overlap": mask_overlap(task_masks)}
 
     def artifacts(self) -> dict[str, object]:
         pieces = super().artifacts()
