@@ -197,6 +197,8 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
         if evaluation.val_row:
             val_matrix.append(evaluation.val_row)
         metrics = task_metrics(matrix, val_matrix, evaluation.inference)
+        if task == len(stream) - 1:  # the last task's report carries the run's summary (e.g. mask density)
+            metrics.update(method.summary_metrics(len(stream)))
         elapsed += time.perf_counter() - started
         if checkpoint_path is not None:
             state = TrainingState({k: v.detach().cpu() for k, v in method.state_dict().items()},
@@ -205,5 +207,5 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
         if on_task_end is not None:
             on_task_end(TaskReport(task, len(stream), [list(r) for r in matrix], dict(metrics),
                                    checkpoint_path, elapsed, [list(r) for r in val_matrix]))
-    metrics = {**metrics, **method.summary_metrics(len(stream)), "elapsed_s": elapsed}
+    metrics = {**metrics, **method.summary_metrics(len(stream)), "elapsed_s": elapsed}  # also after a resume
     return RunResult(cfg, matrix, metrics, method, seconds_per_step, val_matrix)

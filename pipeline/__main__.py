@@ -1,4 +1,4 @@
-"""``python -m pipeline [--root DIR] [--profile NAME] {check,prepare,tune,final,report} [STUDY]``."""
+"""``python -m pipeline [--root DIR] [--profile NAME] {check,prepare,tune,final,sweep,report} [STUDY]``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pipeline.errors import PipelineError
 
 # Stage -> the module whose ``run(layout, params, study)`` carries it out (imported only when run).
 STAGES = {"check": "pipeline.prepare", "prepare": "pipeline.prepare", "tune": "pipeline.tune",
-          "final": "pipeline.final", "report": "pipeline.report"}
+          "final": "pipeline.final", "sweep": "pipeline.sweep", "report": "pipeline.report"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     stages = parser.add_subparsers(dest="stage", required=True)
     stages.add_parser("check", help="validate params.yaml and every study file (no compute)")
     stages.add_parser("prepare", help="check the studies, then make the datasets present and verified")
-    for stage in ("tune", "final"):
+    for stage in ("tune", "final", "sweep"):
         sub = stages.add_parser(stage, help=f"the {stage} stage of one study")
         sub.add_argument("study")
     stages.add_parser("report", help="write reports/report.md and its plots")

@@ -40,13 +40,13 @@ def trained_arms(study: Study, arms: Mapping[str, dict[str, Any]]) -> dict[str, 
     return {arm: dict(values) for arm, values in arms.items()}
 
 
-def per_seed(records: list[TrialRecord]) -> dict[str, dict[int, dict[str, float]]]:
-    """Arm -> seed -> reported scores of the finished final runs."""
+def per_seed(records: list[TrialRecord], keys: tuple[str, ...] = REPORTED) -> dict[str, dict[int, dict[str, float]]]:
+    """Arm -> seed -> the scores ``keys`` of the finished runs (final and sweep stages)."""
     found: dict[str, dict[int, dict[str, float]]] = {}
-    for r in sorted(records, key=lambda r: (r.config.get("arm", TUNED), r.config["seed"])):
+    for r in sorted(records, key=lambda r: (str(r.config.get("arm", TUNED)), r.config["seed"])):
         if r.outcome == COMPLETED:
             found.setdefault(r.config.get("arm", TUNED), {})[int(r.config["seed"])] = {
-                k: r.metrics[k] for k in REPORTED if k in r.metrics}
+                k: r.metrics[k] for k in keys if k in r.metrics}
     return found
 
 

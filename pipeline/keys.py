@@ -17,7 +17,7 @@ from pipeline.params import Params
 from pipeline.studies import Study
 
 STAGE_MODULES = {stage: ["pipeline.__main__", f"pipeline.{stage}"] for stage in ("prepare", "tune", "final",
-                                                                                  "report")}
+                                                                                  "sweep", "report")}
 
 
 def digest(data: Any, length: int = 12) -> str:

@@ -40,6 +40,10 @@ class Layout:
         """DVC output of ``final@name``: one record per seed."""
         return self.root / "results" / "final" / name
 
+    def sweep_dir(self, name: str) -> Path:
+        """DVC output of ``sweep@name``: one record per grid point and seed."""
+        return self.root / "results" / "sweep" / name
+
     def metrics_file(self, name: str) -> Path:
         """DVC metrics of ``final@name`` (mean and std over seeds)."""
         return self.root / "metrics" / f"{name}.json"

@@ -30,7 +30,10 @@ class Profile:
     search: bool = True  # false: no search; the final stage trains the published configuration alone
 
     def patch_for(self, study: str) -> dict[str, Any]:
-        """What this profile lays over ``studies/<study>.yaml`` (the common part, then the study's own)."""
+        """What this profile lays over ``studies/<study>.yaml`` (the common part, then the study's own);
+        nothing for a study it does not run."""
+        if study not in self.run:
+            return {}
         return schema.deep_merge(self.override, self.study_override.get(study, {}))
 
 
@@ -54,6 +57,12 @@ class Params:
     tracking_uri: str
     data_root: str
     profiles: dict[str, Profile] = field(default_factory=dict)  # every profile, the active one included
+    sweeps: dict[str, str] = field(default_factory=dict)  # sweep study -> the search study giving its base
+
+    @property
+    def all_studies(self) -> list[str]:
+        """Search studies, then sweep studies."""
+        return [*self.studies, *self.sweeps]
 
     def search_settings(self) -> dict[str, Any]:
         """The search's settings as recorded in plans and stage keys."""
@@ -68,10 +77,12 @@ class Params:
         """Whether the active profile runs ``study``."""
         return study in self.profile.run
 
-    def require_study(self, study: str) -> None:
-        if study not in self.studies:
-            raise PipelineError(f"{SOURCE}: study '{study}' is not listed in 'studies' "
-                                f"(known: {', '.join(self.studies)})")
+    def require_study(self, study: str, kind: str = "search") -> None:
+        """Refuse a study that params.yaml does not list under ``studies`` (``kind`` search) or ``sweeps``."""
+        listed, key = (self.studies, "studies") if kind == "search" else (list(self.sweeps), "sweeps")
+        if study not in listed:
+            raise PipelineError(f"{SOURCE}: study '{study}' is not listed in '{key}' "
+                                f"(known: {', '.join(listed) or 'none'})")
 
 
 def _patch(value: Any, key: str) -> dict[str, Any]:
@@ -117,6 +128,20 @@ def _profile(name: str, value: Any, studies: list[str]) -> Profile:
                    {s: _patch(p, f"{key}.study_override.{s}") for s, p in per_study.items()}, search)
 
 
+def _sweeps(value: Any, studies: list[str]) -> dict[str, str]:
+    """``sweeps``: sweep study -> the search study whose best configuration is its base."""
+    found = schema.mapping(value, SOURCE, "sweeps")
+    for name, base in found.items():
+        if name in studies:
+            raise bad(SOURCE, f"sweeps.{name}", "is listed under 'studies' too (a study is a search or a sweep)",
+                      name)
+        schema.names([name], SOURCE, "sweeps")
+        if base not in studies:
+            raise bad(SOURCE, f"sweeps.{name}", f"must name a search study listed in 'studies' "
+                      f"({', '.join(studies)})", base)
+    return {str(k): str(v) for k, v in found.items()}
+
+
 def _resource(value: Any, key: str, minimum: float, positive: bool) -> float | None:
     if value == AUTO:
         return None
@@ -134,13 +159,14 @@ def _text(value: Any, key: str) -> str:
 def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
     """Validate the contents of ``params.yaml``; ``profile`` replaces its ``profile`` key when given."""
     data = schema.mapping(data, SOURCE, "", required=("profile", "studies", "profiles"), allowed=(
-        "profile", "studies", "profiles", "search", "asha", "resources", "ray", "tracking", "data"))
+        "profile", "studies", "sweeps", "profiles", "search", "asha", "resources", "ray", "tracking", "data"))
     studies = schema.names(data["studies"], SOURCE, "studies")
+    sweeps = _sweeps(data.get("sweeps"), studies)
     profiles = schema.mapping(data["profiles"], SOURCE, "profiles")
     chosen = profile or data["profile"]
     if chosen not in profiles:
         raise bad(SOURCE, "profile", f"must name one of the profiles ({', '.join(profiles)})", chosen)
-    every = {name: _profile(name, value, studies) for name, value in profiles.items()}  # all are checked
+    every = {name: _profile(name, value, [*studies, *sweeps]) for name, value in profiles.items()}  # all are checked
     active = every[chosen]
     search = schema.mapping(data.get("search"), SOURCE, "search", allowed=("seed", "startup_trials", "trial_seed"))
     asha = schema.mapping(data.get("asha"), SOURCE, "asha", allowed=("enabled", "grace_tasks", "reduction_factor"))
@@ -178,6 +204,7 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
         tracking_uri=_text(tracking.get("uri"), "tracking.uri"),
         data_root=root,
         profiles=every,
+        sweeps=sweeps,
     )
 
 

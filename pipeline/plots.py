@@ -112,6 +112,40 @@ def arm_comparison(rows: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
+def sweep_curves(points: Sequence[dict[str, Any]], grid: dict[str, list], title: str) -> Figure:
+    """A sweep: test accuracy and backward transfer (mean ± std over seeds) against the first swept setting,
+    one line per value of a second one; mask density and overlap beside them when the method has masks."""
+    first, *rest = list(grid)
+    masked = any("mask_density" in p for p in points)
+    fig = Figure(figsize=(9.6 if masked else 6.6, 3.2), layout="constrained")
+    axes = fig.subplots(1, 3 if masked else 2)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for point in points:
+        label = ", ".join(f"{k}={point['settings'][k]}" for k in rest)
+        groups.setdefault(label, []).append(point)
+    panels = [("average_accuracy", "average accuracy (%)"), ("backward_transfer", "backward transfer (%)")]
+    for ax, (key, label) in zip(axes, panels):
+        for name, group in groups.items():
+            shown = [p for p in group if key in p]
+            ax.errorbar([p["settings"][first] for p in shown], [p[key]["mean"] for p in shown],
+                        yerr=[p[key]["std"] for p in shown], marker="o", capsize=3, label=name or None)
+        ax.set_xlabel(first)
+        ax.set_ylabel(label)
+    if masked:
+        for key, style in (("mask_density", "o-"), ("mask_overlap", "s--")):
+            for name, group in groups.items():
+                shown = [p for p in group if key in p]
+                axes[2].plot([p["settings"][first] for p in shown], [p[key]["mean"] for p in shown], style,
+                             label=f"{key.replace('_', ' ')} {name}".strip())
+        axes[2].set_xlabel(first)
+        axes[2].set_ylim(0, 1.05)
+        axes[2].legend(fontsize=7)
+    if rest:
+        axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as a PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)

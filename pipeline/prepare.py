@@ -17,7 +17,7 @@ from pipeline.studies import Study, load_checked_study
 def check_studies(layout: Layout, params: Params) -> list[Study]:
     """Every listed study under the active profile, each validated as written and under every profile that
     runs it (one-line error, naming file and profile, on the first bad one)."""
-    return [load_checked_study(layout, name, params) for name in params.studies]
+    return [load_checked_study(layout, name, params) for name in params.all_studies]
 
 
 def prepare(layout: Layout, params: Params) -> Path:

@@ -16,6 +16,7 @@ from pipeline.outputs import fresh_dir, read_json
 from pipeline.params import Params
 from pipeline.rungs import rung_correlation
 from pipeline.studies import Study, load_study
+from pipeline.sweep_report import sweep_sections
 
 PROTOCOL = ("Protocol: the search, ASHA's early stopping and the choice of the best trial see only validation "
             "scores (samples held out of each task's training data), search trials train with seed {trial_seed}, "
@@ -193,7 +194,7 @@ def write_report(layout: Layout, params: Params) -> Path:
                   "(plots/tuned_vs_published.png)", ""]
     lines += [f"Search and final-run time of the studies: {total_s / 60:.1f} min (Ray start-up included).", ""]
     report = out / "report.md"
-    report.write_text("\n".join(lines + sections))
+    report.write_text("\n".join(lines + sections + sweep_sections(layout, params, plot_dir)))
     return report
 
 

@@ -8,6 +8,7 @@ SCORES = ("average_accuracy", "backward_transfer", "forgetting", "current_task_a
           "task_inference_accuracy", "class_incremental_accuracy")
 # After every task: test scores (reported only) and validation scores (``val_``: what selection sees).
 TASK_METRICS = SCORES + tuple(f"val_{k}" for k in SCORES)
+SUMMARY_METRICS = ("mask_density", "mask_overlap")  # the last task's report only (methods with masks)
 TIME_ATTR = "task"  # number of finished tasks: the ASHA rungs are task boundaries
 COMPLETED, PRUNED, DIVERGED, FAILED = "completed", "pruned", "diverged", "failed"
 
@@ -16,7 +17,7 @@ def task_result(report: Any) -> dict[str, Any]:
     """A Tune result from a :class:`hypermask.train.TaskReport`."""
     done = report.task + 1
     return {TIME_ATTR: done, "num_tasks": report.num_tasks,
-            **{k: float(report.metrics[k]) for k in TASK_METRICS if k in report.metrics},
+            **{k: float(report.metrics[k]) for k in TASK_METRICS + SUMMARY_METRICS if k in report.metrics},
             "accuracy_matrix": [list(map(float, row)) for row in report.accuracy_matrix],
             "val_accuracy_matrix": [list(map(float, row)) for row in report.val_accuracy_matrix],
             "completed": done == report.num_tasks, "diverged": False, "elapsed_s": float(report.elapsed_s)}

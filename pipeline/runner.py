@@ -14,7 +14,7 @@ from pipeline.cluster import check_trials_fit, plan_resources, ray_session, runt
 from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
 from pipeline.params import Params
-from pipeline.results import TASK_METRICS, TIME_ATTR, outcome
+from pipeline.results import SUMMARY_METRICS, TASK_METRICS, TIME_ATTR, outcome
 from pipeline.studies import Study
 from pipeline.trainable import run_trial
 
@@ -123,7 +123,7 @@ def _record(result: Any, runs: dict[str, str], metric: str) -> TrialRecord:
         config=dict(result.config or {}),
         outcome=outcome(metrics, error=result.error is not None),
         tasks_done=int(metrics.get(TIME_ATTR, 0)),
-        metrics={k: float(v) for k, v in metrics.items() if (k in TASK_METRICS or k.endswith("_accuracy"))
+        metrics={k: float(v) for k, v in metrics.items() if (k in TASK_METRICS + SUMMARY_METRICS or k.endswith("_accuracy"))
                  and isinstance(v, (int, float)) and not isinstance(v, bool)},
         accuracy_matrix=list(metrics.get("accuracy_matrix") or []),
         run_id=runs.get(trial_id, ""),

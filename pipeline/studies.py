@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -20,8 +21,11 @@ from pipeline.schema import bad
 OBJECTIVES = {"val_average_accuracy": "max", "val_backward_transfer": "max", "val_forgetting": "min",
               "val_class_incremental_accuracy": "max"}
 KINDS = ("choice", "uniform", "loguniform", "int")
-STUDY_KEYS = ("description", "benchmark", "method", "fixed", "search_space", "budget", "objective", "final",
-              "paper", "initial_points")
+STUDY_KEYS = ("description", "kind", "benchmark", "method", "fixed", "search_space", "budget", "objective",
+              "final", "paper", "initial_points")
+SWEEP_KEYS = ("description", "kind", "benchmark", "method", "fixed", "grid", "budget", "objective", "final")
+STUDY_KINDS = ("search", "sweep")
+MAX_GRID_SETTINGS = 2
 RESERVED = {"seed", "benchmark", "method"}
 
 
@@ -71,6 +75,14 @@ class Study:
     seeds: list[int]
     paper: dict[str, Any] = field(default_factory=dict)
     initial_points: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "search"  # "sweep": every point of ``grid`` with every final seed, no search
+    grid: dict[str, list] = field(default_factory=dict)
+
+    def grid_points(self) -> dict[str, dict[str, Any]]:
+        """A sweep's grid points by name (``p=30`` or ``p=30,embedding_size=24``), in grid order."""
+        keys = list(self.grid)
+        points = [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+        return {",".join(f"{k}={v}" for k, v in point.items()): point for point in points}
 
     def settings(self, chosen: Mapping[str, Any]) -> dict[str, Any]:
         """Library settings of a run: fixed, then budget, then the chosen (searched) values."""
@@ -86,7 +98,7 @@ class Study:
         found = [self.config({}, seed)]
         for key, dim in self.space.items():
             found += [self.config({key: value}, seed) for value in dim.args]
-        return found
+        return found + [self.config(point, seed) for point in self.grid_points().values()]
 
     @property
     def tasks(self) -> int:
@@ -99,7 +111,8 @@ class Study:
                 "concurrency": self.concurrency, "objective": f"{self.mode} {self.metric}",
                 "seeds": self.seeds, **{f"fixed.{k}": v for k, v in self.fixed.items()},
                 **{f"budget.{k}": v for k, v in self.budget.items()},
-                **{f"space.{k}": f"{d.kind}{list(d.args)}" for k, d in self.space.items()}}
+                **{f"space.{k}": f"{d.kind}{list(d.args)}" for k, d in self.space.items()},
+                **({"kind": self.kind, **{f"grid.{k}": v for k, v in self.grid.items()}} if self.grid else {})}
 
     def space_spec(self) -> dict[str, dict[str, list]]:
         """The search space as written in the study file (``{name: {kind: args}}``)."""
@@ -153,15 +166,83 @@ def _resolve(benchmark: str, method: str, settings: Mapping[str, Any], source: s
         raise PipelineError(f"{source}: '{key}': {err}") from None
 
 
-def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
-    """Validate a study mapping; ``source`` names the file (and profile) in error messages."""
-    data = schema.mapping(data, source, "", allowed=STUDY_KEYS,
-                          required=("benchmark", "search_space", "budget", "final"))
+def _grid(value: Any, benchmark: str, method: str, base: Mapping[str, Any], source: str) -> dict[str, list]:
+    """A sweep's grid: one or two settings, each a non-empty list of distinct values valid for the library."""
+    known = set(setting_names()) - RESERVED
+    grid = schema.mapping(value, source, "grid", allowed=known)
+    if not 1 <= len(grid) <= MAX_GRID_SETTINGS:
+        raise bad(source, "grid", f"must sweep 1 to {MAX_GRID_SETTINGS} settings", value)
+    for key, values in grid.items():
+        if key in base:
+            raise bad(source, f"grid.{key}", "is also set in 'fixed' or 'budget'", values)
+        if not isinstance(values, list) or not values or len(set(map(json.dumps, values))) != len(values):
+            raise bad(source, f"grid.{key}", "must be a non-empty list of distinct values", values)
+        for v in values:
+            _resolve(benchmark, method, {**base, key: v}, source, f"grid.{key}")
+    return {k: list(v) for k, v in grid.items()}
+
+
+def _objective(data: Mapping[str, Any], source: str) -> tuple[str, str]:
+    objective = schema.mapping(data.get("objective"), source, "objective", allowed=("metric", "mode"))
+    metric = objective.get("metric", "val_average_accuracy")
+    if metric not in OBJECTIVES:
+        raise bad(source, "objective.metric", f"must be one of {', '.join(OBJECTIVES)} (selection uses "
+                  "validation scores only)", metric)
+    mode = objective.get("mode", OBJECTIVES[metric])
+    if mode != OBJECTIVES[metric]:
+        raise bad(source, "objective.mode", f"must be '{OBJECTIVES[metric]}' for {metric}", mode)
+    return metric, mode
+
+
+def _final_seeds(data: Mapping[str, Any], source: str) -> list[int]:
+    final = schema.mapping(data["final"], source, "final", allowed=("seeds",), required=("seeds",))
+    final_seeds = seeds(final["seeds"], source, "final.seeds")
+    enough_seeds(final_seeds, source, "final.seeds")
+    return final_seeds
+
+
+def parse_sweep(name: str, data: dict[str, Any], source: str) -> Study:
+    """Validate a sweep study (``kind: sweep``): a grid over one or two settings, each point trained with
+    every final seed on the base configuration (no search, so no ``trials`` and no search space)."""
+    data = schema.mapping(data, source, "", allowed=SWEEP_KEYS, required=("benchmark", "grid", "budget", "final"))
+    benchmark, method = _benchmark_and_method(data, source)
+    known = set(setting_names()) - RESERVED
+    fixed = schema.mapping(data.get("fixed"), source, "fixed", allowed=known)
+    budget = schema.mapping(data["budget"], source, "budget", allowed=known | {"concurrency"},
+                            required=("concurrency",))
+    concurrency = schema.integer(budget.pop("concurrency"), source, "budget.concurrency")
+    base = {**fixed, **budget}
+    if _resolve(benchmark, method, base, source, "fixed").validation_size < 1:
+        raise bad(source, "budget.validation_size", "must be >= 1: the grid's best point is chosen on "
+                  "validation data", base.get("validation_size"))
+    grid = _grid(data["grid"], benchmark, method, base, source)
+    metric, mode = _objective(data, source)
+    study = Study(name=name, benchmark=benchmark, method=method, description=str(data.get("description", "")),
+                  fixed=fixed, space={}, trials=0, concurrency=concurrency, budget=budget, metric=metric,
+                  mode=mode, seeds=_final_seeds(data, source), kind="sweep", grid=grid)
+    return Study(**{**study.__dict__, "trials": len(study.grid_points()) * len(study.seeds)})
+
+
+def _benchmark_and_method(data: Mapping[str, Any], source: str) -> tuple[str, str]:
     benchmark, method = data["benchmark"], data.get("method", "hypermask")
     if benchmark not in BENCHMARKS:
         raise bad(source, "benchmark", f"must be one of {', '.join(BENCHMARKS)}", benchmark)
     if method not in METHODS:
         raise bad(source, "method", f"must be one of {', '.join(METHODS)}", method)
+    return benchmark, method
+
+
+def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
+    """Validate a study mapping; ``source`` names the file (and profile) in error messages. ``kind: sweep``
+    studies are parsed by :func:`parse_sweep`."""
+    kind = data.get("kind", "search") if isinstance(data, dict) else "search"
+    if kind not in STUDY_KINDS:
+        raise bad(source, "kind", f"must be one of {', '.join(STUDY_KINDS)}", kind)
+    if kind == "sweep":
+        return parse_sweep(name, data, source)
+    data = schema.mapping(data, source, "", allowed=STUDY_KEYS,
+                          required=("benchmark", "search_space", "budget", "final"))
+    benchmark, method = _benchmark_and_method(data, source)
     known = set(setting_names()) - RESERVED
     fixed = schema.mapping(data.get("fixed"), source, "fixed", allowed=known)
     budget = schema.mapping(data["budget"], source, "budget", allowed=known | set(BUDGET_KEYS),
@@ -185,17 +266,8 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
             probes.append(dim.args[0] + 0.377 * (dim.args[1] - dim.args[0]))
         for probe in probes:
             _resolve(benchmark, method, {**base, key: probe}, source, f"search_space.{key}")
-    objective = schema.mapping(data.get("objective"), source, "objective", allowed=("metric", "mode"))
-    metric = objective.get("metric", "val_average_accuracy")
-    if metric not in OBJECTIVES:
-        raise bad(source, "objective.metric", f"must be one of {', '.join(OBJECTIVES)} (selection uses "
-                  "validation scores only)", metric)
-    mode = objective.get("mode", OBJECTIVES[metric])
-    if mode != OBJECTIVES[metric]:
-        raise bad(source, "objective.mode", f"must be '{OBJECTIVES[metric]}' for {metric}", mode)
-    final = schema.mapping(data["final"], source, "final", allowed=("seeds",), required=("seeds",))
-    final_seeds = seeds(final["seeds"], source, "final.seeds")
-    enough_seeds(final_seeds, source, "final.seeds")
+    metric, mode = _objective(data, source)
+    final_seeds = _final_seeds(data, source)
     paper = schema.mapping(data.get("paper"), source, "paper", allowed=("average_accuracy", "std", "source"))
     for key in ("average_accuracy", "std"):
         if paper.get(key) is not None:
@@ -225,7 +297,16 @@ def check_seeds(study: Study, trial_seed: int, source: str) -> None:
 def load_checked_study(layout: Layout, name: str, params: Params) -> Study:
     """Study ``name`` under the active profile, once it is valid as written and under every profile that
     runs it (so no profile's run finds a broken file later); final seeds apart from the trials' seed."""
-    load_study(layout, name, trial_seed=params.trial_seed)
+    written = load_study(layout, name, trial_seed=params.trial_seed)
+    listed = "sweep" if name in params.sweeps else "search"
+    if written.kind != listed:
+        raise PipelineError(f"studies/{name}.yaml: is a {written.kind} study but params.yaml lists it under "
+                            f"'{'sweeps' if listed == 'sweep' else 'studies'}'")
+    if listed == "sweep":
+        base = load_study(layout, params.sweeps[name])
+        if (base.benchmark, base.method) != (written.benchmark, written.method):
+            raise PipelineError(f"params.yaml: 'sweeps.{name}': base study '{base.name}' trains {base.method} on "
+                                f"{base.benchmark}, the sweep {written.method} on {written.benchmark}")
     for profile in params.profiles.values():
         if name in profile.run and profile.name != params.profile.name:
             load_study(layout, name, profile, params.trial_seed)

@@ -54,7 +54,7 @@ def only_studies(root: Path, *names: str, profile: str = "test", **budget: int) 
     path = root / "params.yaml"
     data = yaml.safe_load(path.read_text())
     data["profiles"][profile].setdefault("override", {}).setdefault("budget", {}).update(budget)
-    data["studies"], data["profile"] = list(names), profile
+    data["studies"], data["profile"], data["sweeps"] = list(names), profile, {}
     for name, spec in data["profiles"].items():
         kept = [s for s in spec["run"] if s in names]
         spec["run"] = list(names) if name == profile or not kept else kept

@@ -25,7 +25,10 @@ def _stages() -> dict:
 def test_dvc_graph_declares_stages_per_study_metrics_and_plots() -> None:
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     stages = dvc["stages"]
-    assert list(stages) == ["prepare", "tune", "final", "report"]
+    assert list(stages) == ["prepare", "tune", "final", "sweep", "report"]
+    assert stages["sweep"]["foreach"] == "${sweeps}"  # sweep study -> the search giving its base
+    assert "results/tune/${item}/summary.json" in stages["sweep"]["do"]["deps"]
+    assert stages["sweep"]["do"]["metrics"] == [{"metrics/${key}.json": {"cache": False}}]
     for name in ("tune", "final"):
         assert stages[name]["foreach"] == "${studies}"  # one stage per study listed in params.yaml
         deps = stages[name]["do"]["deps"]
@@ -35,7 +38,7 @@ def test_dvc_graph_declares_stages_per_study_metrics_and_plots() -> None:
     assert stages["final"]["do"]["metrics"] == [{"metrics/${item}.json": {"cache": False}}]
     assert {"results/plan": {"cache": False}} in stages["prepare"]["outs"]
     assert {"${data.root}": {"cache": False, "persist": True}} in stages["prepare"]["outs"]
-    for read in ("results/plan", "results/tune", "results/final", "metrics", "studies"):
+    for read in ("results/plan", "results/tune", "results/final", "results/sweep", "metrics", "studies"):
         assert read in stages["report"]["deps"]
 
 

@@ -45,7 +45,10 @@ def test_shipped_params_and_studies_are_valid_in_every_profile() -> None:
     assert default.profile.name == "default"
     assert {"split_mnist", "permuted_mnist"} <= set(default.profile.run)
     assert not any(s.startswith("cifar") for s in default.profile.run)
-    assert {s for s in PARAMS["studies"]} == set(load_params(layout.params_file, "paper").profile.run)
+    assert {*PARAMS["studies"], *PARAMS["sweeps"]} == set(load_params(layout.params_file, "paper").profile.run)
+    for name in PARAMS["sweeps"]:  # sweeps: every grid point on at least 3 seeds
+        study = load_study(layout, name, load_params(layout.params_file, "ablations").profile)
+        assert study.kind == "sweep" and len(study.grid_points()) >= 5 and len(study.seeds) >= 3
     # the default profile keeps at least 8 trials and three final seeds per MNIST study
     for name in ("split_mnist", "permuted_mnist"):
         study = load_study(layout, name, default.profile)
@@ -67,7 +70,7 @@ def test_reproduce_profile_trains_the_published_split_mnist_runs_without_search(
 
 
 @pytest.mark.parametrize("path, value, fragment", [
-    ("profile", "huge", "'profile' must name one of the profiles (default, paper, reproduce, test), got 'huge'"),
+    ("profile", "huge", "'profile' must name one of the profiles (default, paper, reproduce, ablations, test), got 'huge'"),
     ("colour", "red", "'colour' is not a known key"),
     ("profiles.default.override.budget.trials", 0, "'profiles.default.override.budget.trials' must be an integer >= 1, got 0"),
     ("profiles.default.override.fixed.gamma", 1, "'profiles.default.override.fixed.gamma' is not a known key"),

@@ -89,7 +89,7 @@ def _project(tmp_path: Path, studies: dict[str, dict], search: bool = True) -> L
     for name, study in studies.items():
         write_study(root, name, study)
     data = yaml.safe_load((root / "params.yaml").read_text())
-    data["studies"], data["profile"] = list(studies), "study"
+    data["studies"], data["profile"], data["sweeps"] = list(studies), "study", {}
     data["profiles"] = {"study": {"run": list(studies), "search": search}}
     (root / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return Layout.at(root)

@@ -1,0 +1,123 @@
+"""Stage ``sweep@<study>``: every grid point of a sweep study trained with every final seed on the base
+configuration (the best of its base search when that search ran in the same profile, else the published
+configuration); mean ± std per point, and the point with the best validation objective."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ray import tune
+
+from pipeline.compare import mean_std
+from pipeline.errors import PipelineError
+from pipeline.final import per_seed
+from pipeline.keys import study_identity
+from pipeline.layout import Layout
+from pipeline.outputs import fresh_dir, read_json, skipped, write_json
+from pipeline.params import Params
+from pipeline.runner import Experiment, TrialRecord, run_experiment
+from pipeline.studies import Study, load_checked_study
+
+SWEPT = ("average_accuracy", "backward_transfer", "forgetting", "task_inference_accuracy",
+         "class_incremental_accuracy", "val_average_accuracy", "val_backward_transfer", "val_forgetting",
+         "val_class_incremental_accuracy", "mask_density", "mask_overlap")
+
+
+def base_configuration(layout: Layout, params: Params, sweep: Study) -> dict[str, Any]:
+    """The settings every grid point starts from, with where they come from: the best configuration of the
+    sweep's base search when it ran in the active profile (settings the sweep fixes or sweeps itself are
+    left to the sweep), else none (the library's published configuration)."""
+    name = params.sweeps[sweep.name]
+    summary = read_json(layout.tune_summary(name), f"tune@{name}")
+    if summary.get("status") == "done" and summary.get("profile") == params.profile.name:
+        own = set(sweep.grid) | set(sweep.fixed) | set(sweep.budget)
+        settings = {k: v for k, v in summary["best"]["config"].items() if k not in own}
+        return {"study": name, "source": "search", "settings": settings,
+                "text": f"the best configuration of the search '{name}' in profile '{params.profile.name}'"}
+    return {"study": name, "source": "published", "settings": {},
+            "text": f"the published configuration (the search '{name}' did not run in profile "
+                    f"'{params.profile.name}')"}
+
+
+def point_summaries(study: Study, scores: Mapping[str, Mapping[int, Mapping[str, float]]]) -> list[dict[str, Any]]:
+    """Per grid point, in grid order: its settings, the seeds finished and mean ± std of every swept score."""
+    rows = []
+    for point, values in study.grid_points().items():
+        runs = scores.get(point, {})
+        keys = [k for k in SWEPT if runs and all(k in m for m in runs.values())]
+        rows.append({"point": point, "settings": values, "seeds": len(runs),
+                     **{k: mean_std([m[k] for m in runs.values()]) for k in keys}})
+    return rows
+
+
+def best_point(study: Study, rows: list[dict[str, Any]]) -> str:
+    """The grid point with the best mean validation objective (selection never sees test scores)."""
+    ranked = [r for r in rows if study.metric in r]
+    if not ranked:
+        return ""
+    pick = max if study.mode == "max" else min
+    return pick(ranked, key=lambda r: r[study.metric]["mean"])["point"]
+
+
+def stage_outputs(study: Study, params: Params, base: Mapping[str, Any], records: list[TrialRecord],
+                  wall_s: float, resumed: bool) -> tuple[dict, dict]:
+    """The metrics file and ``runs.json`` of a sweep from its finished Tune trials."""
+    scores = per_seed(records, SWEPT)
+    missing = [p for p in study.grid_points() if p not in scores]
+    if missing:
+        raise PipelineError(f"study '{study.name}': no run of grid point {', '.join(missing)} finished "
+                            f"({'; '.join(r.error or r.outcome for r in records if r.config.get('arm') in missing)})")
+    rows = point_summaries(study, scores)
+    metrics = {"status": "done", "kind": "sweep", "profile": params.profile.name, "benchmark": study.benchmark,
+               "method": study.method, "grid": study.grid, "base": dict(base), "points": rows,
+               "objective": {"metric": study.metric, "mode": study.mode}, "best_point": best_point(study, rows),
+               "seed_list": list(study.seeds), "wall_s": round(wall_s, 1)}
+    runs = {"study": study.name, "resumed": resumed,
+            "per_seed": {p: {str(s): m for s, m in by_seed.items()} for p, by_seed in scores.items()},
+            "runs": [r.to_dict() for r in records]}
+    return metrics, runs
+
+
+def _parent_metrics(rows: list[dict[str, Any]], wall_s: float) -> dict[str, float]:
+    values = {"wall_s": wall_s}
+    for row in rows:
+        for key in ("average_accuracy", "val_average_accuracy"):
+            if key in row:
+                point = row["point"].replace("=", "_").replace(",", "/")  # MLflow's metric-name alphabet
+                values[f"{key}_mean/{point}"] = row[key]["mean"]
+    return values
+
+
+def sweep_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
+    """Train every grid point of sweep ``name`` with every final seed in one Tune experiment; write the
+    per-seed runs and the metrics file."""
+    params.require_study(name, kind="sweep")
+    if not params.runs(name):
+        write_json(fresh_dir(layout.sweep_dir(name)) / "runs.json", skipped(name, params.profile.name))
+        write_json(layout.metrics_file(name), skipped(name, params.profile.name))
+        return skipped(name, params.profile.name)
+    study = load_checked_study(layout, name, params)
+    base = base_configuration(layout, params, study)
+    arms = {point: {**base["settings"], **values} for point, values in study.grid_points().items()}
+    identity = study_identity(layout.root, "sweep", study, params, base=base["settings"], arms=arms)
+    experiment = Experiment("sweep", study, identity, num_samples=1,
+                            param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(study.seeds)},
+                            arms=arms,
+                            parent_params={"profile": params.profile.name, **study.describe(),
+                                           "base": base["text"],
+                                           **{f"base.{k}": v for k, v in base["settings"].items()}})
+    run = run_experiment(layout, params, experiment)
+    try:
+        metrics, runs = stage_outputs(study, params, base, run.records, run.wall_s, run.resumed)
+    except PipelineError:
+        run.close({}, status="FAILED")
+        raise
+    write_json(fresh_dir(layout.sweep_dir(name)) / "runs.json", runs)
+    write_json(layout.metrics_file(name), metrics)
+    run.close(_parent_metrics(metrics["points"], run.wall_s))
+    return metrics
+
+
+def run(layout: Layout, params: Params, study: str | None) -> None:
+    """Stage ``sweep@<study>``."""
+    sweep_study(layout, params, str(study))

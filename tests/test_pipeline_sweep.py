@@ -1,0 +1,125 @@
+"""Sweep studies: the study kind's checks, the base configuration, a tiny sweep through Ray and MLflow, and its
+report section."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from pipeline.errors import PipelineError
+from pipeline.layout import Layout
+from pipeline.outputs import write_json
+from pipeline.params import load_params
+from pipeline.report import write_report
+from pipeline.studies import load_checked_study, parse_study
+from pipeline.sweep import base_configuration, sweep_study
+from pipeline_fixtures import TINY_STUDY, copy_project, only_studies, runs_by_parent, write_study
+
+SWEEP = {"kind": "sweep", "description": "tiny sweep", "benchmark": "split_mnist", "method": "hypermask",
+         "grid": {"p": [0, 60]},
+         "budget": {"concurrency": 2, "tasks": 2, "iterations": 20, "train_subset": 500, "validation_size": 200},
+         "final": {"seeds": [1, 2, 3]}}
+BEST = {"beta": 5.0e-3, "lr": 2.0e-3, "p": 30}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"grid": {"p": [0, 100]}}, "'grid.p': setting 'p' must be a percentage in [0, 100)"),
+    ({"grid": {"p": [0, 10], "beta": [1e-3], "lr": [1e-3]}}, "'grid' must sweep 1 to 2 settings"),
+    ({"grid": {"p": [10, 10]}}, "'grid.p' must be a non-empty list of distinct values"),
+    ({"grid": {"p": []}}, "'grid.p' must be a non-empty list of distinct values"),
+    ({"grid": {"seed": [1, 2]}}, "'grid.seed' is not a known key"),
+    ({"budget": {"concurrency": 2, "trials": 4}}, "'budget.trials' is not a known key"),
+    ({"fixed": {"p": 20}}, "'grid.p' is also set in 'fixed' or 'budget'"),
+    ({"kind": "grid"}, "'kind' must be one of search, sweep"),
+    ({"search_space": {"beta": {"choice": [1e-3]}}}, "'search_space' is not a known key"),
+])
+def test_bad_sweep_studies_give_one_line(change: dict, message: str) -> None:
+    with pytest.raises(PipelineError) as err:
+        parse_study("s", {**SWEEP, **change}, "studies/s.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_sweep_names_its_points_in_grid_order_and_counts_its_runs() -> None:
+    study = parse_study("s", {**SWEEP, "grid": {"p": [0, 60], "embedding_size": [8, 16]}}, "studies/s.yaml")
+    assert list(study.grid_points()) == ["p=0,embedding_size=8", "p=0,embedding_size=16",
+                                         "p=60,embedding_size=8", "p=60,embedding_size=16"]
+    assert study.trials == 4 * 3 and study.kind == "sweep" and not study.space
+
+
+@pytest.fixture
+def project(tmp_path: Path, mirror: Path, monkeypatch) -> Layout:
+    root = copy_project(tmp_path / "project", data={"root": str(mirror)}, ray={"storage": "ray_storage"})
+    write_study(root, "tiny", TINY_STUDY)
+    write_study(root, "tiny_sweep", SWEEP)
+    only_studies(root, "tiny")
+    data = yaml.safe_load((root / "params.yaml").read_text())
+    data["sweeps"] = {"tiny_sweep": "tiny"}
+    data["profiles"]["test"]["run"] = ["tiny", "tiny_sweep"]
+    data["profiles"]["test"]["override"]["budget"] = {"concurrency": 2}  # sweeps take no 'trials'
+    (root / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return Layout.at(root)
+
+
+def _search_summary(layout: Layout, profile: str) -> None:
+    write_json(layout.tune_summary("tiny"), {"study": "tiny", "status": "done", "profile": profile,
+                                              "best": {"config": BEST, "objective": 90.0}})
+
+
+def test_the_base_is_the_search_best_of_the_same_profile_else_the_published_configuration(project: Layout) -> None:
+    params = load_params(project.params_file)
+    study = load_checked_study(project, "tiny_sweep", params)
+    _search_summary(project, "test")
+    base = base_configuration(project, params, study)
+    assert base["source"] == "search" and base["settings"] == {"beta": 5.0e-3, "lr": 2.0e-3}  # p is swept
+    _search_summary(project, "default")
+    assert base_configuration(project, params, study) | {"text": ""} == {
+        "study": "tiny", "source": "published", "settings": {}, "text": ""}
+
+
+def test_a_sweep_listed_as_a_search_or_on_another_benchmark_is_refused(project: Layout) -> None:
+    data = yaml.safe_load(project.params_file.read_text())
+    write_study(project.root, "tiny_sweep", {**SWEEP, "benchmark": "permuted_mnist"})
+    with pytest.raises(PipelineError, match="base study 'tiny' trains hypermask on split_mnist"):
+        load_checked_study(project, "tiny_sweep", load_params(project.params_file))
+    data["studies"], data["sweeps"] = ["tiny", "tiny_sweep"], {}
+    project.params_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    write_study(project.root, "tiny_sweep", SWEEP)
+    with pytest.raises(PipelineError, match="is a sweep study but params.yaml lists it under 'studies'"):
+        load_checked_study(project, "tiny_sweep", load_params(project.params_file))
+
+
+def test_tiny_sweep_through_ray_and_mlflow_then_its_report_section(project: Layout) -> None:
+    _search_summary(project, "test")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        metrics = sweep_study(project, load_params(project.params_file), "tiny_sweep")
+    finally:
+        ray.shutdown()
+    assert [p["point"] for p in metrics["points"]] == ["p=0", "p=60"]
+    assert all(p["seeds"] == 3 for p in metrics["points"])
+    dense, sparse = metrics["points"]
+    assert dense["mask_density"]["mean"] > 0.99 and abs(sparse["mask_density"]["mean"] - 0.4) < 0.01
+    assert 0.0 < sparse["mask_overlap"]["mean"] < 1.0
+    assert metrics["best_point"] in ("p=0", "p=60") and metrics["base"]["settings"] == {"beta": 5.0e-3, "lr": 2.0e-3}
+    assert json.loads(project.metrics_file("tiny_sweep").read_text())["points"] == json.loads(json.dumps(
+        metrics["points"]))
+    runs = json.loads((project.sweep_dir("tiny_sweep") / "runs.json").read_text())
+    assert {r["config"]["arm"] for r in runs["runs"]} == {"p=0", "p=60"} and len(runs["runs"]) == 6
+
+    parent, children = runs_by_parent(f"sqlite:///{project.root / 'mlflow.db'}", "tiny_sweep")["sweep"]
+    assert parent.data.tags["hypermask.stage"] == "sweep" and parent.data.params["base.beta"] == "0.005"
+    assert len(children) == 6 and {c.data.params["beta"] for c in children} == {"0.005"}
+    assert {c.data.tags["hypermask.arm"] for c in children} == {"p=0", "p=60"}
+
+    params = load_params(project.params_file)
+    for stage_output in (project.metrics_file("tiny"),):
+        write_json(stage_output, {"status": "skipped", "reason": "not part of this test"})
+    report = write_report(project, params).read_text()
+    assert "## Sweep tiny_sweep" in report and "the best point on validation is" in report
+    assert "| p=60 |" in report and "(plots/tiny_sweep_sweep.png)" in report
+    assert (project.reports_dir / "plots" / "tiny_sweep_sweep.png").stat().st_size > 1000
