@@ -7,9 +7,9 @@ import pickle
 from pathlib import Path
 
 import pytest
-import ray
 
 from pipeline import runner, trainable
+from pipeline.cluster import local_ray
 from pipeline.final import final_study
 from pipeline.layout import Layout
 from pipeline.params import load_params
@@ -28,9 +28,8 @@ STUDY = {**TINY_STUDY, "initial_points": [
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray for this module's stages (they use an initialised Ray and leave it running)."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=2):
+        yield
 
 
 @pytest.fixture
