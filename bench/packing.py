@@ -26,6 +26,7 @@ import torch
 from bench.whole_run import whole_split_mnist_run
 from hypermask.config import ConfigError, resolve_config
 from hypermask.data import pin_mirror
+from pipeline.cluster import local_ray
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "packing.json"
 
@@ -94,16 +95,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # Workers import this module by name: give them the project root on their path.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     pin_mirror()  # Ray workers start in other folders: a relative mirror path is resolved once, here
-    ray.init(address="local", include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
-    try:
+    with local_ray(runtime_env={"env_vars": {"PYTHONPATH": path}}):
         cpus = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
         rows = []
         for k in args.concurrency:
             rows.append(measure_packing(k, overrides, use_gpu, cpus))
             print(f"  {k} trials: {rows[-1]['steps_per_s']:.1f} steps/s", flush=True)
-    finally:
-        ray.shutdown()
     print(format_table(rows, "GPU" if use_gpu else "CPU"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"device": device, "torch": torch.__version__, "rows": rows},

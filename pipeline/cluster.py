@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-from contextlib import contextmanager
-from typing import Iterator, Mapping
+import shutil
+import tempfile
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterator, Mapping
 
 import ray
 from hypermask.config import ConfigError
@@ -23,21 +25,39 @@ def ray_address(params: Params) -> str:
     return os.environ.get("RAY_ADDRESS", "").strip() or params.ray_address or "local"
 
 
+def ray_temp_root() -> str:
+    """Where Ray puts its temporary folder: ``RAY_TMPDIR``, else the system's (``TMPDIR``, else ``/tmp``)."""
+    return os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+
+
+@contextmanager
+def local_ray(**options: Any) -> Iterator[None]:
+    """A new local Ray in this process, whose temporary folder (sessions, logs, trials' working folders)
+    is a fresh folder of its own, removed with everything in it once Ray has shut down."""
+    temp = tempfile.mkdtemp(prefix="ray-", dir=ray_temp_root())  # short: Ray's socket paths must stay short
+    try:
+        ray.init(address="local", include_dashboard=False, logging_level="WARNING", _temp_dir=temp, **options)
+        yield
+    finally:
+        ray.shutdown(wait_for_processes=True)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 @contextmanager
 def ray_session(params: Params) -> Iterator[dict[str, float]]:
     """Ray for the duration of a stage; yields the cluster's resources. An already initialised Ray (a
-    test's, or a job driver's) is used as it is and left running."""
-    started = not ray.is_initialized()
+    test's, or a job driver's) is used as it is and left running; a local one started here leaves
+    nothing behind (:func:`local_ray`); a cluster is only disconnected from."""
     pin_mirror()  # workers start in other folders: a relative mirror path is resolved here, once
-    if started:
-        address = ray_address(params)
-        ray.init(address=address, include_dashboard=False if address == "local" else None,
-                 logging_level="WARNING")
-    try:
+    with ExitStack() as stack:
+        if not ray.is_initialized():
+            address = ray_address(params)
+            if address == "local":
+                stack.enter_context(local_ray())
+            else:
+                ray.init(address=address, logging_level="WARNING")
+                stack.callback(ray.shutdown)
         yield dict(ray.cluster_resources())
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def largest_node_memory() -> int:

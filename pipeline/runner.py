@@ -15,6 +15,7 @@ from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.results import SUMMARY_METRICS, TASK_METRICS, TIME_ATTR, outcome
+from pipeline.storage import CheckpointCleaner, experiment_location, remove_superseded
 from pipeline.studies import Study
 from pipeline.trainable import run_trial
 
@@ -35,9 +36,14 @@ class Experiment:
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # final: arm -> its searched values
     parent_params: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def prefix(self) -> str:
+        """What the Tune experiments of this stage and study are named by, whatever their key."""
+        return f"{self.stage}-{self.study.name}"
+
     def name(self, key: str) -> str:
         """The Tune experiment's folder name under ``key``."""
-        return f"{self.stage}-{self.study.name}-{key}"
+        return f"{self.prefix}-{key}"
 
 
 @dataclass(frozen=True)
@@ -79,16 +85,16 @@ class StageRun:
         self.client.set_terminated(self.parent_id, status=status)
 
 
-def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, trainable: Any,
+def _tuner(params: Params, exp: Experiment, key: str, storage: str, trainable: Any,
            uri: str) -> tuple[tune.Tuner, bool]:
-    """A new Tuner, or the earlier experiment of the same key restored; the flag says which.
+    """A new Tuner on ``storage``, or the earlier experiment of the same key restored; the flag says which.
 
     On restore, unfinished trials continue from their last task; finished ones are kept as they are,
     failed ones included (they already used their ``max_failures`` retries, so running them again on
-    every restore would repeat finished work)."""
-    storage = layout.resolve(params.ray_storage)
+    every restore would repeat finished work). The checkpoints of every trial that ends are deleted
+    after the tracker has logged it (:class:`pipeline.storage.CheckpointCleaner`)."""
     name = exp.name(key)
-    path = f"{storage.rstrip('/')}/{name}"
+    path = experiment_location(storage, name)
     if tune.Tuner.can_restore(path):
         print(f"resuming {name} from {path}", flush=True)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False), True
@@ -102,7 +108,8 @@ def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, trainable:
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models, arms=exp.arms,
-                                             tags={tracking.TAG_PROFILE: params.profile.name})]),
+                                             tags={tracking.TAG_PROFILE: params.profile.name}),
+                       CheckpointCleaner()]),
     ), False
 
 
@@ -156,12 +163,16 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
                                                         **{f"config.{k}": v for k, v in settings.items()}})
                 client.log_dict(parent_id, exp.study.to_dict(), "study.json")
                 client.set_tag(parent_id, tracking.TAG_PROFILE, params.profile.name)
+            storage = layout.resolve(params.ray_storage)
             trainable = tune.with_resources(
                 tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models,
-                                     default_seed=exp.trial_seed, arms=exp.arms),
+                                     default_seed=exp.trial_seed, arms=exp.arms,
+                                     experiment=experiment_location(storage, exp.name(key))),
                 resources)
-            tuner, resumed = _tuner(layout, params, exp, key, trainable, uri)
+            tuner, resumed = _tuner(params, exp, key, storage, trainable, uri)
             grid = tuner.fit()
+            for gone in remove_superseded(storage, exp.prefix, key):
+                print(f"removed {gone} (superseded by {exp.name(key)})", flush=True)
     except BaseException:
         if parent_id:
             client.set_terminated(parent_id, status="KILLED")

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 from pipeline_fixtures import copy_project, metric_steps, only_studies, runs_by_parent, tool_env
 
@@ -26,10 +31,19 @@ def _run(args: list[str], cwd: Path, env: dict, timeout: int = 600) -> subproces
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_dvc_repro_killed_mid_study_resumes_and_reports(tmp_path: Path, mirror: Path) -> None:
+@pytest.fixture
+def temp_root() -> Iterator[Path]:
+    """The stages' temporary folder (``TMPDIR``), removed after the test: a killed stage leaves its Ray
+    folder there. Short, as Ray's socket paths must stay short."""
+    folder = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_dvc_repro_killed_mid_study_resumes_and_reports(tmp_path: Path, mirror: Path, temp_root: Path) -> None:
     root = copy_project(tmp_path / "project")
     only_studies(root, "split_mnist")
-    env = tool_env(HYPERMASK_DATA_MIRROR=str(mirror))
+    env = tool_env(HYPERMASK_DATA_MIRROR=str(mirror), TMPDIR=str(temp_root))
     uri = f"sqlite:///{root / 'mlflow.db'}"
 
     first = subprocess.Popen(["dvc", "repro"], cwd=root, env=env, stdout=subprocess.PIPE,
@@ -59,6 +73,10 @@ def test_dvc_repro_killed_mid_study_resumes_and_reports(tmp_path: Path, mirror: 
         assert steps == list(range(len(steps))) and steps
         assert (steps == [0, 1, 2]) == (child.data.tags["hypermask.outcome"] == "completed")
     assert parent.info.status == "FINISHED"
+    # Every stage that ended removed its local Ray's folder (the killed one could not); no trial left a
+    # checkpoint on the storage.
+    assert len(list(temp_root.glob("ray-*"))) == 1
+    assert [p for p in (root / "ray_storage").rglob("*") if p.name == "state" or p.name.startswith("checkpoint_")] == []
 
     report = (root / "reports" / "report.md").read_text()
     assert "| split_mnist | hypermask | split_mnist | 3 |" in report

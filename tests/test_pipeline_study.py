@@ -7,9 +7,8 @@ import pickle
 from pathlib import Path
 
 import pytest
-import ray
 
-from pipeline import runner, trainable
+from pipeline import cluster, runner, trainable
 from pipeline.final import final_study
 from pipeline.layout import Layout
 from pipeline.params import load_params
@@ -28,15 +27,14 @@ STUDY = {**TINY_STUDY, "initial_points": [
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray for this module's stages (they use an initialised Ray and leave it running)."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
+    with cluster.local_ray(num_cpus=2):
+        yield
 
 
 @pytest.fixture
 def project(tmp_path: Path, mirror: Path, monkeypatch) -> Layout:
-    root = copy_project(tmp_path / "project", data={"root": str(mirror)},
-                        ray={"storage": "ray_storage", "max_failures": 1})
+    root = copy_project(tmp_path / "project", data={"root": str(mirror)},  # storage by URI, as s3:// would be
+                        ray={"storage": f"file://{tmp_path / 'project' / 'ray_storage'}", "max_failures": 1})
     write_study(root, "tiny", STUDY)
     only_studies(root, "tiny", tasks=2)  # the tiny study's two tasks over the test profile's three
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -58,9 +56,18 @@ def _optuna_states(layout: Layout) -> list[str]:
     return sorted(t.state.name for t in searcher["_ot_study"].trials)
 
 
+def _checkpoints(storage: Path) -> list[Path]:
+    """Task checkpoints and Tune checkpoints anywhere under ``storage``."""
+    return [p for p in storage.rglob("*") if p.is_dir() and (p.name == "state" or p.name.startswith("checkpoint_"))]
+
+
 def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) -> None:
     params = load_params(project.params_file)
     uri = f"sqlite:///{project.root / 'mlflow.db'}"
+    storage = project.root / "ray_storage"
+    earlier = ["tune-tiny-0123456789ab", "final-tiny-0123456789ab", "tune-other-0123456789ab"]
+    for name in earlier:  # experiments of keys that this run supersedes (or of another study)
+        (storage / name / "run_trial_1" / "state").mkdir(parents=True)
 
     summary = tune_study(project, params, "tiny")
     assert summary["counts"] == {"completed": 1, "pruned": 0, "diverged": 1, "failed": 1}
@@ -83,6 +90,11 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert metric_steps(uri, done.info.run_id, "accuracy_task_1") == [1]
     assert metric_steps(uri, done.info.run_id, "val_average_accuracy") == [0, 1]
     assert 50.0 < done.data.metrics["average_accuracy"] <= 100.0
+    # Ended trials keep no checkpoint; the search's superseded experiment is gone, the others stay.
+    tune_dir = storage / f"tune-tiny-{summary['key']}"
+    assert sorted(p.name for p in storage.iterdir()) == sorted([tune_dir.name, *earlier[1:]])
+    assert len([p for p in tune_dir.iterdir() if p.is_dir()]) == 3  # the trials' folders
+    assert _checkpoints(tune_dir) == []
 
     # The same stage again restores the finished study: no trial runs twice (failed ones included),
     # no run is duplicated.
@@ -121,8 +133,13 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert runs["arms"]["published"]["settings"] == {} and runs["arms"]["tuned"]["seeds_finished"] == [1, 2, 3]
     from mlflow.tracking import MlflowClient
 
-    models = [a.path for a in MlflowClient(uri).list_artifacts(final_children[0].info.run_id, "model")]
-    assert {"model/hypernetwork.pt", "model/embeddings.pt", "model/target.pt"} <= set(models)
+    for child in final_children:  # every model reached MLflow before its checkpoint was deleted
+        models = [a.path for a in MlflowClient(uri).list_artifacts(child.info.run_id, "model")]
+        assert {"model/hypernetwork.pt", "model/embeddings.pt", "model/target.pt"} <= set(models)
+    left = sorted(p.name for p in storage.iterdir())
+    final_dirs = [name for name in left if name.startswith("final-tiny-")]
+    assert len(final_dirs) == 1 and left == sorted([tune_dir.name, final_dirs[0], earlier[2]])
+    assert final_dirs[0] != earlier[1] and _checkpoints(storage / final_dirs[0]) + _checkpoints(tune_dir) == []
 
     report = write_report(project, params).read_text()
     assert "| tiny | hypermask | split_mnist | 3 |" in report

@@ -1,0 +1,136 @@
+"""Trial files on Ray's storage (a folder, or a URI such as ``s3://``, ``gs://`` or ``file://``).
+
+A running trial keeps its task checkpoints once, in ``state/`` of its folder on the storage, where a
+retried trial or a restored study finds them. A trial that has ended needs none of its checkpoints
+(its record is in MLflow), and the Tune experiments of superseded keys are never resumed again: both
+are removed, so the storage holds the experiment state of the current keys and the checkpoints of the
+trials still running.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow.fs as pafs
+from ray import tune
+
+STATE_DIR = "state"
+CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders in a trial's folder
+
+
+def is_uri(location: str) -> bool:
+    """Whether ``location`` names a filesystem by scheme (``s3://...``) rather than a local path."""
+    return "://" in location
+
+
+def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of ``location`` and the path on it (a local folder or a URI)."""
+    if not is_uri(location):
+        return pafs.LocalFileSystem(), str(Path(location).resolve())
+    return pafs.FileSystem.from_uri(location)
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def _remove(fs: pafs.FileSystem, path: str) -> None:
+    """Delete the folder ``path`` on ``fs`` if it is there."""
+    if _exists(fs, path):
+        fs.delete_dir(path)
+
+
+@dataclass(frozen=True)
+class TrialState:
+    """The local folder a trial writes its task checkpoints into, and where they are kept.
+
+    On a local (or shared, mounted) folder the trial writes straight into storage; on a URI it writes
+    into a private temporary folder and :meth:`persist` uploads each file after every task."""
+
+    folder: Path
+    fs: pafs.FileSystem | None = None  # None: ``folder`` is on the storage itself
+    remote: str = ""
+
+    def persist(self) -> None:
+        """Store the folder's files on the storage (each replaced whole: a kill never leaves half)."""
+        if self.fs is None:
+            return
+        self.fs.create_dir(self.remote, recursive=True)
+        for file in sorted(p for p in self.folder.iterdir() if p.is_file()):
+            target = f"{self.remote}/{file.name}"
+            with file.open("rb") as source, self.fs.open_output_stream(f"{target}.part") as out:
+                shutil.copyfileobj(source, out, 1 << 22)
+            self.fs.move(f"{target}.part", target)
+
+
+def experiment_location(storage: str, name: str) -> str:
+    """The folder (or URI) of the Tune experiment ``name`` on ``storage``, as Tune names it."""
+    return f"{storage.rstrip('/')}/{name}"
+
+
+def state_location(experiment: str, trial_dir: str) -> str:
+    """Where the task checkpoints of the trial in folder ``trial_dir`` of ``experiment`` are kept."""
+    return f"{experiment.rstrip('/')}/{trial_dir}/{STATE_DIR}"
+
+
+@contextmanager
+def trial_state(location: str) -> Iterator[TrialState]:
+    """The trial's state folder for ``location`` (see :class:`TrialState`); a temporary folder is
+    filled from the storage first and removed on exit."""
+    if not is_uri(location):
+        folder = Path(location)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield TrialState(folder)
+        return
+    fs, remote = filesystem(location)
+    with tempfile.TemporaryDirectory(prefix="hypermask-state-") as temp:
+        if _exists(fs, remote):
+            pafs.copy_files(remote, temp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        yield TrialState(Path(temp), fs, remote)
+
+
+def drop_checkpoints(fs: pafs.FileSystem, trial_path: str) -> None:
+    """Delete the task checkpoints (``state/``) and Tune's ``checkpoint_*`` folders of one trial."""
+    _remove(fs, f"{trial_path}/{STATE_DIR}")
+    for info in fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True)):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith(CHECKPOINT_PREFIX):
+            fs.delete_dir(info.path)
+
+
+class CheckpointCleaner(tune.Callback):
+    """Deletes a trial's checkpoints once it has ended (finished, stopped early or failed for good).
+
+    Listed after the MLflow tracker, which logs a final run's model from the trial's checkpoint before
+    this runs. A retried trial keeps its checkpoints: Tune reports an error here only when no retry is
+    left."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        drop_checkpoints(trial.storage.storage_filesystem, trial.path)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        drop_checkpoints(trial.storage.storage_filesystem, trial.path)
+
+
+def superseded(storage: str, prefix: str, key: str) -> list[str]:
+    """Paths (on the storage's filesystem) of the experiments ``<prefix>-<other key>`` under ``storage``."""
+    fs, root = filesystem(storage)
+    pattern = re.compile(f"{re.escape(prefix)}-[0-9a-f]{{{len(key)}}}")  # keys are hex digests of one length
+    return [info.path for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+            if info.type == pafs.FileType.Directory and pattern.fullmatch(info.base_name)
+            and info.base_name != f"{prefix}-{key}"]
+
+
+def remove_superseded(storage: str, prefix: str, key: str) -> list[str]:
+    """Delete the experiments of ``prefix`` (a stage and a study) under other keys than ``key``; returns
+    their paths."""
+    fs, _ = filesystem(storage)
+    gone = superseded(storage, prefix, key)
+    for path in gone:
+        fs.delete_dir(path)
+    return gone
