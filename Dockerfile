@@ -29,6 +29,8 @@ FROM python:${PYTHON_VERSION}-slim
 # hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends openssh-client rsync \
     && rm -rf /var/lib/apt/lists/*
+# login shells (the commands of `ray up` and of KubeRay run in `bash -l`) take PATH from /etc/profile
+RUN echo "export PATH=/opt/venv/bin:\$PATH" > /etc/profile.d/venv.sh
 # owned by the image's user: a node's setup commands may add packages (the autoscaler's cloud SDK, e.g. boto3)
 COPY --from=build --chown=1000:1000 /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \

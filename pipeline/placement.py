@@ -69,16 +69,19 @@ def plan_trials(nodes: Sequence[Node], request: ResourceRequest, concurrency: in
     """Plan a stage's trials on ``nodes``.
 
     GPUs (auto): the hosts' GPUs shared by the trials at a time, at most one each (a fraction rounded down
-    to 1/100). Unless ``fixed``, ``concurrency`` is raised to fill the GPUs (one trial per GPU when the
-    share is auto, ``GPUs / share`` otherwise), never above ``trials``. CPUs (auto): the CPUs of the nodes
-    that host the trials shared by the trials at a time, whole, at least one, at most the largest host's."""
+    to 1/100); none without GPUs, one when an accelerator type is asked for that no live node has yet.
+    Unless ``fixed``, ``concurrency`` is raised to fill the GPUs (one trial per GPU when the share is auto,
+    ``GPUs / share`` otherwise), never above ``trials``. CPUs (auto): the CPUs of the nodes that host the
+    trials shared by the trials at a time, whole, at least one, at most the largest host's."""
     gpus_total = float(sum(n.get("GPU", 0) for n in hosts(nodes, request.accelerator_type)))
     gpu_share = request.gpus
     if not fixed and gpus_total and gpu_share != 0:
-        fill = int(gpus_total // gpu_share + 1e-9) if gpu_share else int(gpus_total)
+        fill = int(gpus_total / gpu_share + 1e-9) if gpu_share else int(gpus_total)
         concurrency = max(concurrency, min(fill, trials))
-    if gpu_share is None:
-        gpu_share = min(1.0, math.floor(100 * gpus_total / concurrency) / 100) if gpus_total else 0.0
+    if gpu_share is None and gpus_total:
+        gpu_share = min(1.0, math.floor(100 * gpus_total / concurrency) / 100)
+    elif gpu_share is None:  # no GPU up: CPU trials, unless an accelerator is asked for (one each, when it comes)
+        gpu_share = 1.0 if request.accelerator_type else 0.0
     cpus = request.cpus
     if cpus is None:
         found = hosts(nodes, request.accelerator_type, gpu=gpu_share > 0)

@@ -40,6 +40,7 @@ def test_concurrency_is_raised_to_fill_the_gpus_unless_the_study_fixes_it() -> N
     assert _plan(eight, 4, trials=6) == {"concurrency": 6, "cpu": 10.0, "gpu": 1.0}  # never above the trials
     assert _plan(eight, 4, fixed=True) == {"concurrency": 4, "cpu": 16.0, "gpu": 1.0}
     assert _plan(eight, 4, gpus=0.5) == {"concurrency": 16, "cpu": 4.0, "gpu": 0.5}  # a declared share fills too
+    assert _plan([{"CPU": 64.0, "GPU": 1.0}], 2, gpus=0.1)["concurrency"] == 10  # 1 / 0.1 is 9.99... in floats
     assert _plan(eight, 4, gpus=0) == {"concurrency": 4, "cpu": 16.0, "gpu": 0}  # CPU trials: left as written
     assert _plan([{"CPU": 64.0}], 4) == {"concurrency": 4, "cpu": 16.0, "gpu": 0.0}
 
@@ -51,6 +52,8 @@ def test_auto_cpus_come_from_the_nodes_that_host_the_trials() -> None:
     assert _plan([head, gpu_node, other], 2, accelerator_type="A100") == {"concurrency": 2, "cpu": 4.0,
                                                                            "gpu": 1.0}
     assert _plan([head], 1, gpus=1, wait_for_nodes=True) == {"concurrency": 1, "cpu": 1.0, "gpu": 1}
+    assert _plan([head], 2, accelerator_type="A100", wait_for_nodes=True) == {"concurrency": 2, "cpu": 1.0,
+                                                                                "gpu": 1.0}
     assert _plan([{"CPU": 4.0}, {"CPU": 4.0}], 1) == {"concurrency": 1, "cpu": 4.0, "gpu": 0.0}  # fits a node
 
 
