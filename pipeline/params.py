@@ -96,7 +96,7 @@ def _patch(value: Any, key: str) -> dict[str, Any]:
         if name in budget:
             schema.integer(budget[name], SOURCE, f"{key}.budget.{name}")
     if FIXED_CONCURRENCY in budget:
-        flag(budget[FIXED_CONCURRENCY], SOURCE, f"{key}.budget.{FIXED_CONCURRENCY}")
+        schema.boolean(budget[FIXED_CONCURRENCY], SOURCE, f"{key}.budget.{FIXED_CONCURRENCY}")
     schema.mapping(patch.get("fixed"), SOURCE, f"{key}.fixed", allowed=known - {"seed"})
     final = schema.mapping(patch.get("final"), SOURCE, f"{key}.final", allowed=("seeds",))
     if "seeds" in final:
@@ -125,16 +125,9 @@ def _profile(name: str, value: Any, studies: list[str]) -> Profile:
                           required=("run",))
     run = schema.names(data["run"], SOURCE, f"{key}.run", choices=studies)
     per_study = schema.mapping(data.get("study_override"), SOURCE, f"{key}.study_override", allowed=studies)
-    search = flag(data.get("search", True), SOURCE, f"{key}.search")
+    search = schema.boolean(data.get("search", True), SOURCE, f"{key}.search")
     return Profile(name, run, _patch(data.get("override"), f"{key}.override"),
                    {s: _patch(p, f"{key}.study_override.{s}") for s, p in per_study.items()}, search)
-
-
-def flag(value: Any, source: str, key: str) -> bool:
-    """A YAML boolean (``true``/``false``)."""
-    if not isinstance(value, bool):
-        raise bad(source, key, "must be true or false", value)
-    return value
 
 
 def _amount(value: Any, key: str, why: str, low: float, high: float | None = None) -> float | None:
@@ -159,12 +152,12 @@ def _resources(value: Any) -> ResourceRequest:
                    "a number in [0, 1] (a trial uses at most one GPU)", 0, 1)
     accelerator = _text(data.get("accelerator_type"), "resources.accelerator_type")
     if accelerator and not ACCELERATOR_NAME.fullmatch(accelerator):
-        raise bad(SOURCE, "resources.accelerator_type", "must be empty or a Ray accelerator type name such as A100",
-                  accelerator)
+        raise bad(SOURCE, "resources.accelerator_type",
+                  "must be empty or a Ray accelerator type name such as A100", accelerator)
     if accelerator and gpus == 0:
-        raise bad(SOURCE, "resources.accelerator_type", "asks for an accelerator but resources.gpus_per_trial is 0",
-                  accelerator)
-    wait = flag(data.get("wait_for_nodes", False), SOURCE, "resources.wait_for_nodes")
+        raise bad(SOURCE, "resources.accelerator_type",
+                  "asks for an accelerator but resources.gpus_per_trial is 0", accelerator)
+    wait = schema.boolean(data.get("wait_for_nodes", False), SOURCE, "resources.wait_for_nodes")
     return ResourceRequest(cpus, gpus, accelerator, wait)
 
 
@@ -189,7 +182,7 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
     active = every[chosen]
     search = schema.mapping(data.get("search"), SOURCE, "search", allowed=("seed", "startup_trials", "trial_seed"))
     asha = schema.mapping(data.get("asha"), SOURCE, "asha", allowed=("enabled", "grace_tasks", "reduction_factor"))
-    asha_enabled = flag(asha.get("enabled", True), SOURCE, "asha.enabled")
+    asha_enabled = schema.boolean(asha.get("enabled", True), SOURCE, "asha.enabled")
     ray = schema.mapping(data.get("ray"), SOURCE, "ray", allowed=("address", "storage", "max_failures"))
     tracking = schema.mapping(data.get("tracking"), SOURCE, "tracking", allowed=("uri",))
     data_cfg = schema.mapping(data.get("data"), SOURCE, "data", allowed=("root",))

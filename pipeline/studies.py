@@ -13,7 +13,7 @@ from hypermask.config import BENCHMARKS, METHODS, Config, ConfigError, resolve_c
 from pipeline import schema
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.params import BUDGET_KEYS, FIXED_CONCURRENCY, Params, Profile, enough_seeds, flag, seeds
+from pipeline.params import BUDGET_KEYS, FIXED_CONCURRENCY, Params, Profile, enough_seeds, seeds
 from pipeline.schema import bad
 
 # Selection (the search, ASHA, the best trial) sees validation scores only; test scores are reported.
@@ -170,7 +170,8 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
                             allowed=known | set(BUDGET_KEYS) | {FIXED_CONCURRENCY}, required=BUDGET_KEYS)
     trials = schema.integer(budget.pop("trials"), source, "budget.trials")
     concurrency = schema.integer(budget.pop("concurrency"), source, "budget.concurrency")
-    fixed_concurrency = flag(budget.pop(FIXED_CONCURRENCY, False), source, f"budget.{FIXED_CONCURRENCY}")
+    fixed_concurrency = schema.boolean(budget.pop(FIXED_CONCURRENCY, False), source,
+                                       f"budget.{FIXED_CONCURRENCY}")
     raw_space = schema.mapping(data["search_space"], source, "search_space", allowed=known)
     if not raw_space:
         raise bad(source, "search_space", "must search at least one setting", raw_space)
