@@ -3,8 +3,10 @@
 #   CUDA:          docker build --build-arg TORCH_VARIANT=cu130 -t hypermask-studio:cuda .
 #                  (any CUDA variant PyTorch publishes for torch 2.14.1; the wheels bring the CUDA
 #                  runtime, the host brings the driver and the NVIDIA container toolkit)
-# Head:   docker run --rm -p 6379:6379 -p 8265:8265 hypermask-studio
-# Worker: docker run --rm hypermask-studio ray start --address=<head>:6379 --block
+# A node (docs/pipeline.md, "On a Ray cluster"; cluster/ holds a `ray up` file and a KubeRay RayJob):
+#   Head:   docker run --rm --network host --shm-size=8g hypermask-studio
+#   Worker: docker run --rm --network host --shm-size=8g [--gpus all] hypermask-studio[:cuda] \
+#               ray start --address=<head>:6379 --block
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim AS build
@@ -22,13 +24,25 @@ COPY pipeline ./pipeline
 RUN pip install --no-cache-dir . "ray[default,tune]==2.60.0"
 
 FROM python:${PYTHON_VERSION}-slim
-COPY --from=build /opt/venv /opt/venv
+# rsync and ssh: the `ray up` launcher copies its files into the container and, from the head's container,
+# sets up worker nodes over ssh
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends openssh-client rsync \
+    && rm -rf /var/lib/apt/lists/*
+# login shells (the commands of `ray up` and of KubeRay run in `bash -l`) take PATH from /etc/profile
+RUN echo "export PATH=/opt/venv/bin:\$PATH" > /etc/profile.d/venv.sh
+# owned by the image's user: a node's setup commands may add packages (the autoscaler's cloud SDK, e.g. boto3)
+COPY --from=build --chown=1000:1000 /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 RUN useradd --create-home --uid 1000 --user-group ray
 USER 1000:1000
 WORKDIR /home/ray/app
+# /home/ray/app is a complete project folder (python -m pipeline --root): a stage's key hashes the sources
+# found there, so they sit beside the settings and the study files
 COPY --chown=1000:1000 params.yaml dvc.yaml ./
 COPY --chown=1000:1000 studies ./studies
+COPY --chown=1000:1000 hypermask ./hypermask
+COPY --chown=1000:1000 pipeline ./pipeline
 EXPOSE 6379 8265
 CMD ["ray", "start", "--head", "--block", "--port=6379", "--dashboard-host=0.0.0.0"]

@@ -1,8 +1,7 @@
-"""Ray: connect to a cluster (``RAY_ADDRESS``) or start a local one in-process; size trials to it."""
+"""Ray: connect to a cluster (``RAY_ADDRESS``) or start a local one in-process; plan trials on its nodes."""
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -15,7 +14,8 @@ from hypermask.data import pin_mirror
 from hypermask.footprint import check_fits
 
 from pipeline.errors import PipelineError
-from pipeline.params import Params
+from pipeline.params import Params, ResourceRequest
+from pipeline.placement import TrialPlan, check_satisfiable, plan_trials
 from pipeline.studies import Study
 
 
@@ -78,16 +78,21 @@ def check_trials_fit(study: Study, seed: int) -> None:
         raise PipelineError(f"study '{study.name}': {err}") from None
 
 
-def plan_resources(cluster: Mapping[str, float], concurrency: int, cpus: float | None = None,
-                   gpus: float | None = None) -> dict[str, float]:
-    """Per-trial ``{"cpu", "gpu"}``: overrides where given, else the cluster shared by ``concurrency``
-    trials (whole CPUs, at least one; a GPU fraction rounded down to 1/100, at most one GPU)."""
-    if cpus is None:
-        cpus = float(max(1, int(cluster.get("CPU", 1) // concurrency)))
-    if gpus is None:
-        total = cluster.get("GPU", 0.0)
-        gpus = min(1.0, math.floor(100 * total / concurrency) / 100) if total else 0.0
-    return {"cpu": cpus, "gpu": gpus}
+def live_nodes() -> list[dict[str, float]]:
+    """The total resources of every live Ray node."""
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
+
+def plan_resources(request: ResourceRequest, concurrency: int, trials: int, fixed: bool = False) -> TrialPlan:
+    """Plan trials on the live nodes (:func:`pipeline.placement.plan_trials`), refuse a request no node can
+    hold unless the cluster is to add such nodes, and print the plan (one line each)."""
+    nodes = live_nodes()
+    plan = plan_trials(nodes, request, concurrency, trials, fixed)
+    waiting = check_satisfiable(nodes, plan, request.wait_for_nodes)
+    print(plan.describe(), flush=True)
+    if waiting:
+        print(waiting, flush=True)
+    return plan
 
 
 def runtime_settings(resources: Mapping[str, float], data_root: str) -> dict[str, object]:

@@ -41,9 +41,11 @@ def code_digest(root: Path, stage: str) -> str:
     return sha.hexdigest()[:12]
 
 
-def runtime_identity(runtime: Mapping[str, Any]) -> dict[str, Any]:
-    """The result-affecting part of a trial's runtime settings (threads, device)."""
-    return {k: v for k, v in runtime.items() if k not in NON_RESULT_SETTINGS}
+def runtime_identity(runtime: Mapping[str, Any], concurrency: int | None = None) -> dict[str, Any]:
+    """The result-affecting part of a trial's runtime settings (threads, device) and, for a search, the
+    planned trials at a time (they decide which results the searcher has seen when it proposes a trial)."""
+    found = {k: v for k, v in runtime.items() if k not in NON_RESULT_SETTINGS}
+    return found if concurrency is None else {**found, "concurrency": concurrency}
 
 
 def study_identity(root: Path, stage: str, study: Study, params: Params, **extra: Any) -> dict[str, Any]:
@@ -59,6 +61,6 @@ def study_identity(root: Path, stage: str, study: Study, params: Params, **extra
     }
 
 
-def stage_key(identity: Mapping[str, Any], runtime: Mapping[str, Any]) -> str:
+def stage_key(identity: Mapping[str, Any], runtime: Mapping[str, Any], concurrency: int | None = None) -> str:
     """The key of a stage run: its identity with the result-affecting runtime settings."""
-    return digest({**identity, "runtime": runtime_identity(runtime)})
+    return digest({**identity, "runtime": runtime_identity(runtime, concurrency)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from pipeline.schema import bad
 SOURCE = "params.yaml"
 PATCH_KEYS = ("budget", "fixed", "final")
 BUDGET_KEYS = ("trials", "concurrency")
+FIXED_CONCURRENCY = "fixed_concurrency"  # budget flag: the study's concurrency is not raised to fill GPUs
 AUTO = "auto"
+ACCELERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MIN_FINAL_SEEDS = 3  # the final stage compares tuned and published per seed: fewer give no spread to judge by
 
 
@@ -38,6 +41,16 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class ResourceRequest:
+    """``resources:`` of params.yaml: what each trial asks Ray for (None: planned from the live nodes)."""
+
+    cpus: float | None = None
+    gpus: float | None = None  # at most 1: a trial uses one GPU or a share of one
+    accelerator_type: str = ""  # a Ray accelerator type (A100, H100, ...): trials run on such nodes only
+    wait_for_nodes: bool = False  # an autoscaling cluster adds nodes for a request no live node holds
+
+
+@dataclass(frozen=True)
 class Params:
     """Validated pipeline settings (``profile`` is the active one)."""
 
@@ -49,8 +62,7 @@ class Params:
     asha_enabled: bool
     grace_tasks: int
     reduction_factor: float
-    cpus_per_trial: float | None  # None: detected from the cluster
-    gpus_per_trial: float | None
+    resources: ResourceRequest
     ray_address: str
     ray_storage: str
     max_failures: int
@@ -89,10 +101,13 @@ def _patch(value: Any, key: str) -> dict[str, Any]:
     """Check the shape of a profile's override (values are checked when the study is loaded)."""
     patch = schema.mapping(value, SOURCE, key, allowed=PATCH_KEYS)
     known = set(setting_names())
-    budget = schema.mapping(patch.get("budget"), SOURCE, f"{key}.budget", allowed=known | set(BUDGET_KEYS))
+    budget = schema.mapping(patch.get("budget"), SOURCE, f"{key}.budget",
+                            allowed=known | set(BUDGET_KEYS) | {FIXED_CONCURRENCY})
     for name in BUDGET_KEYS:
         if name in budget:
             schema.integer(budget[name], SOURCE, f"{key}.budget.{name}")
+    if FIXED_CONCURRENCY in budget:
+        schema.boolean(budget[FIXED_CONCURRENCY], SOURCE, f"{key}.budget.{FIXED_CONCURRENCY}")
     schema.mapping(patch.get("fixed"), SOURCE, f"{key}.fixed", allowed=known - {"seed"})
     final = schema.mapping(patch.get("final"), SOURCE, f"{key}.final", allowed=("seeds",))
     if "seeds" in final:
@@ -121,9 +136,7 @@ def _profile(name: str, value: Any, studies: list[str]) -> Profile:
                           required=("run",))
     run = schema.names(data["run"], SOURCE, f"{key}.run", choices=studies)
     per_study = schema.mapping(data.get("study_override"), SOURCE, f"{key}.study_override", allowed=studies)
-    search = data.get("search", True)
-    if not isinstance(search, bool):
-        raise bad(SOURCE, f"{key}.search", "must be true or false", search)
+    search = schema.boolean(data.get("search", True), SOURCE, f"{key}.search")
     return Profile(name, run, _patch(data.get("override"), f"{key}.override"),
                    {s: _patch(p, f"{key}.study_override.{s}") for s, p in per_study.items()}, search)
 
@@ -142,10 +155,35 @@ def _sweeps(value: Any, studies: list[str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in found.items()}
 
 
-def _resource(value: Any, key: str, minimum: float, positive: bool) -> float | None:
+def _amount(value: Any, key: str, why: str, low: float, high: float | None = None) -> float | None:
+    """``auto`` (None) or a number: > ``low`` without ``high`` (CPUs), else in [low, high] (a GPU share)."""
     if value == AUTO:
         return None
-    return schema.number(value, SOURCE, key, minimum=minimum, positive=positive)
+    try:
+        number = schema.number(value, SOURCE, key)
+    except PipelineError:
+        raise bad(SOURCE, key, f"must be auto or {why}", value) from None
+    if not (low <= number <= high if high is not None else number > low):
+        raise bad(SOURCE, key, f"must be auto or {why}", value)
+    return number
+
+
+def _resources(value: Any) -> ResourceRequest:
+    """The ``resources`` section: per-trial CPUs and GPU share, accelerator type, waiting for nodes."""
+    data = schema.mapping(value, SOURCE, "resources",
+                          allowed=("cpus_per_trial", "gpus_per_trial", "accelerator_type", "wait_for_nodes"))
+    cpus = _amount(data.get("cpus_per_trial", AUTO), "resources.cpus_per_trial", "a number > 0", 0)
+    gpus = _amount(data.get("gpus_per_trial", AUTO), "resources.gpus_per_trial",
+                   "a number in [0, 1] (a trial uses at most one GPU)", 0, 1)
+    accelerator = _text(data.get("accelerator_type"), "resources.accelerator_type")
+    if accelerator and not ACCELERATOR_NAME.fullmatch(accelerator):
+        raise bad(SOURCE, "resources.accelerator_type",
+                  "must be empty or a Ray accelerator type name such as A100", accelerator)
+    if accelerator and gpus == 0:
+        raise bad(SOURCE, "resources.accelerator_type",
+                  "asks for an accelerator but resources.gpus_per_trial is 0", accelerator)
+    wait = schema.boolean(data.get("wait_for_nodes", False), SOURCE, "resources.wait_for_nodes")
+    return ResourceRequest(cpus, gpus, accelerator, wait)
 
 
 def _text(value: Any, key: str) -> str:
@@ -170,11 +208,7 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
     active = every[chosen]
     search = schema.mapping(data.get("search"), SOURCE, "search", allowed=("seed", "startup_trials", "trial_seed"))
     asha = schema.mapping(data.get("asha"), SOURCE, "asha", allowed=("enabled", "grace_tasks", "reduction_factor"))
-    asha_enabled = asha.get("enabled", True)
-    if not isinstance(asha_enabled, bool):
-        raise bad(SOURCE, "asha.enabled", "must be true or false", asha_enabled)
-    resources = schema.mapping(data.get("resources"), SOURCE, "resources",
-                               allowed=("cpus_per_trial", "gpus_per_trial"))
+    asha_enabled = schema.boolean(asha.get("enabled", True), SOURCE, "asha.enabled")
     ray = schema.mapping(data.get("ray"), SOURCE, "ray", allowed=("address", "storage", "max_failures"))
     tracking = schema.mapping(data.get("tracking"), SOURCE, "tracking", allowed=("uri",))
     data_cfg = schema.mapping(data.get("data"), SOURCE, "data", allowed=("root",))
@@ -196,8 +230,7 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
         asha_enabled=asha_enabled,
         grace_tasks=schema.integer(asha.get("grace_tasks", 2), SOURCE, "asha.grace_tasks"),
         reduction_factor=reduction,
-        cpus_per_trial=_resource(resources.get("cpus_per_trial", AUTO), "resources.cpus_per_trial", 0, True),
-        gpus_per_trial=_resource(resources.get("gpus_per_trial", AUTO), "resources.gpus_per_trial", 0, False),
+        resources=_resources(data.get("resources")),
         ray_address=_text(ray.get("address"), "ray.address"),
         ray_storage=storage,
         max_failures=schema.integer(ray.get("max_failures", 2), SOURCE, "ray.max_failures", minimum=0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from pipeline.cluster import check_trials_fit, plan_resources, ray_session, runt
 from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
 from pipeline.params import Params
+from pipeline.placement import TrialPlan
 from pipeline.results import SUMMARY_METRICS, TASK_METRICS, TIME_ATTR, outcome
 from pipeline.storage import CheckpointCleaner, experiment_location, remove_superseded
 from pipeline.studies import Study
@@ -45,6 +47,19 @@ class Experiment:
         """The Tune experiment's folder name under ``key``."""
         return f"{self.prefix}-{key}"
 
+    @property
+    def trials(self) -> int:
+        """How many trials the experiment runs: its samples times the size of each grid in its space."""
+        grids = [len(v["grid_search"]) for v in self.param_space.values()
+                 if isinstance(v, dict) and "grid_search" in v]
+        return self.num_samples * math.prod(grids)
+
+    @property
+    def searches(self) -> bool:
+        """Whether a searcher proposes the trials: then the trials at a time shape the results (each proposal
+        follows the results seen so far), while a grid of fixed runs gives the same at any concurrency."""
+        return self.searcher is not None
+
 
 @dataclass(frozen=True)
 class TrialRecord:
@@ -74,9 +89,14 @@ class StageRun:
     client: MlflowClient
     experiment_id: str
     parent_id: str
-    resources: dict[str, float]
+    plan: TrialPlan
     wall_s: float
     resumed: bool
+
+    @property
+    def resources(self) -> dict[str, float]:
+        """CPUs and GPU share of each trial."""
+        return self.plan.resources()
 
     def close(self, metrics: dict[str, float], status: str = "FINISHED") -> None:
         """Log the stage's summary metrics on the parent run and end it."""
@@ -85,8 +105,17 @@ class StageRun:
         self.client.set_terminated(self.parent_id, status=status)
 
 
+def trial_trainable(exp: Experiment, runtime: dict[str, Any], plan: TrialPlan, experiment: str) -> Any:
+    """The Tune trainable of ``exp``'s trials, asking Ray for the plan's resources per trial; ``experiment``
+    is the Tune experiment's location on Ray's storage (where the trials keep their task checkpoints)."""
+    return tune.with_resources(
+        tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models,
+                             default_seed=exp.trial_seed, arms=exp.arms, experiment=experiment),
+        plan.request())
+
+
 def _tuner(params: Params, exp: Experiment, key: str, storage: str, trainable: Any,
-           uri: str) -> tuple[tune.Tuner, bool]:
+           uri: str, concurrency: int) -> tuple[tune.Tuner, bool]:
     """A new Tuner on ``storage``, or the earlier experiment of the same key restored; the flag says which.
 
     On restore, unfinished trials continue from their last task; finished ones are kept as they are,
@@ -101,7 +130,7 @@ def _tuner(params: Params, exp: Experiment, key: str, storage: str, trainable: A
     return tune.Tuner(
         trainable,
         param_space=exp.param_space,
-        tune_config=tune.TuneConfig(num_samples=exp.num_samples, max_concurrent_trials=exp.study.concurrency,
+        tune_config=tune.TuneConfig(num_samples=exp.num_samples, max_concurrent_trials=concurrency,
                                     search_alg=exp.searcher, scheduler=exp.scheduler, reuse_actors=False),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=1,
@@ -149,27 +178,23 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
     experiment_id = tracking.ensure_experiment(client, exp.study.name)
     parent_id = ""
     try:
-        with ray_session(params) as cluster:
+        with ray_session(params):
             check_trials_fit(exp.study, exp.trial_seed)
-            resources = plan_resources(cluster, exp.study.concurrency, params.cpus_per_trial,
-                                       params.gpus_per_trial)
-            runtime = runtime_settings(resources, layout.resolve(params.data_root))
-            key = stage_key(exp.identity, runtime)
+            plan = plan_resources(params.resources, exp.study.concurrency, exp.trials, exp.study.fixed_concurrency)
+            runtime = runtime_settings(plan.resources(), layout.resolve(params.data_root))
+            concurrency = plan.concurrency if exp.searches else None
+            key = stage_key(exp.identity, runtime, concurrency)
             parent_id, created = tracking.ensure_run(client, experiment_id, exp.stage,
                                                      {tracking.TAG_STAGE: exp.stage, tracking.TAG_KEY: key})
             if created:
-                settings = {**exp.identity["settings"], **runtime_identity(runtime)}
+                settings = {**exp.identity["settings"], **runtime_identity(runtime, concurrency)}
                 tracking.log_params(client, parent_id, {**exp.parent_params,
                                                         **{f"config.{k}": v for k, v in settings.items()}})
                 client.log_dict(parent_id, exp.study.to_dict(), "study.json")
                 client.set_tag(parent_id, tracking.TAG_PROFILE, params.profile.name)
             storage = layout.resolve(params.ray_storage)
-            trainable = tune.with_resources(
-                tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models,
-                                     default_seed=exp.trial_seed, arms=exp.arms,
-                                     experiment=experiment_location(storage, exp.name(key))),
-                resources)
-            tuner, resumed = _tuner(params, exp, key, storage, trainable, uri)
+            trainable = trial_trainable(exp, runtime, plan, experiment_location(storage, exp.name(key)))
+            tuner, resumed = _tuner(params, exp, key, storage, trainable, uri, plan.concurrency)
             grid = tuner.fit()
             for gone in remove_superseded(storage, exp.prefix, key):
                 print(f"removed {gone} (superseded by {exp.name(key)})", flush=True)
@@ -179,5 +204,4 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
         raise
     runs = tracking.child_runs(client, experiment_id, parent_id)
     records = [_record(result, runs, exp.study.metric) for result in grid]
-    return StageRun(records, key, client, experiment_id, parent_id, resources, time.perf_counter() - started,
-                    resumed)
+    return StageRun(records, key, client, experiment_id, parent_id, plan, time.perf_counter() - started, resumed)

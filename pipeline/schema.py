@@ -86,6 +86,13 @@ def integer(value: Any, source: str, key: str, minimum: int = 1, maximum: int | 
     return value
 
 
+def boolean(value: Any, source: str, key: str) -> bool:
+    """A YAML boolean (``true``/``false``; 1, 0 and strings refused)."""
+    if not isinstance(value, bool):
+        raise bad(source, key, "must be true or false", value)
+    return value
+
+
 def number(value: Any, source: str, key: str, minimum: float | None = None,
            positive: bool = False) -> float:
     """A finite number (YAML strings such as '1e-3' accepted), optionally >= minimum or > 0."""

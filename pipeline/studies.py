@@ -14,7 +14,7 @@ from hypermask.config import BENCHMARKS, METHODS, Config, ConfigError, resolve_c
 from pipeline import schema
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.params import BUDGET_KEYS, Params, Profile, enough_seeds, seeds
+from pipeline.params import BUDGET_KEYS, FIXED_CONCURRENCY, Params, Profile, enough_seeds, seeds
 from pipeline.schema import bad
 
 # Selection (the search, ASHA, the best trial) sees validation scores only; test scores are reported.
@@ -68,7 +68,8 @@ class Study:
     fixed: dict[str, Any]
     space: dict[str, Dimension]
     trials: int
-    concurrency: int
+    concurrency: int  # trials at a time; raised to fill a cluster's GPUs unless fixed_concurrency
+    fixed_concurrency: bool
     budget: dict[str, Any]  # per-trial budget settings (tasks, iterations, train_subset, ...)
     metric: str
     mode: str
@@ -108,7 +109,8 @@ class Study:
     def describe(self) -> dict[str, Any]:
         """Flat description for the MLflow parent run's params."""
         return {"benchmark": self.benchmark, "method": self.method, "trials": self.trials,
-                "concurrency": self.concurrency, "objective": f"{self.mode} {self.metric}",
+                "concurrency": self.concurrency, "fixed_concurrency": self.fixed_concurrency,
+                "objective": f"{self.mode} {self.metric}",
                 "seeds": self.seeds, **{f"fixed.{k}": v for k, v in self.fixed.items()},
                 **{f"budget.{k}": v for k, v in self.budget.items()},
                 **{f"space.{k}": f"{d.kind}{list(d.args)}" for k, d in self.space.items()},
@@ -208,9 +210,11 @@ def parse_sweep(name: str, data: dict[str, Any], source: str) -> Study:
     benchmark, method = _benchmark_and_method(data, source)
     known = set(setting_names()) - RESERVED
     fixed = schema.mapping(data.get("fixed"), source, "fixed", allowed=known)
-    budget = schema.mapping(data["budget"], source, "budget", allowed=known | {"concurrency"},
+    budget = schema.mapping(data["budget"], source, "budget", allowed=known | {"concurrency", FIXED_CONCURRENCY},
                             required=("concurrency",))
     concurrency = schema.integer(budget.pop("concurrency"), source, "budget.concurrency")
+    fixed_concurrency = schema.boolean(budget.pop(FIXED_CONCURRENCY, False), source,
+                                       f"budget.{FIXED_CONCURRENCY}")
     base = {**fixed, **budget}
     if _resolve(benchmark, method, base, source, "fixed").validation_size < 1:
         raise bad(source, "budget.validation_size", "must be >= 1: the grid's best point is chosen on "
@@ -218,7 +222,8 @@ def parse_sweep(name: str, data: dict[str, Any], source: str) -> Study:
     grid = _grid(data["grid"], benchmark, method, base, source)
     metric, mode = _objective(data, source)
     study = Study(name=name, benchmark=benchmark, method=method, description=str(data.get("description", "")),
-                  fixed=fixed, space={}, trials=0, concurrency=concurrency, budget=budget, metric=metric,
+                  fixed=fixed, space={}, trials=0, concurrency=concurrency,
+                  fixed_concurrency=fixed_concurrency, budget=budget, metric=metric,
                   mode=mode, seeds=_final_seeds(data, source), kind="sweep", grid=grid)
     return Study(**{**study.__dict__, "trials": len(study.grid_points()) * len(study.seeds)})
 
@@ -245,10 +250,12 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
     benchmark, method = _benchmark_and_method(data, source)
     known = set(setting_names()) - RESERVED
     fixed = schema.mapping(data.get("fixed"), source, "fixed", allowed=known)
-    budget = schema.mapping(data["budget"], source, "budget", allowed=known | set(BUDGET_KEYS),
-                            required=BUDGET_KEYS)
+    budget = schema.mapping(data["budget"], source, "budget",
+                            allowed=known | set(BUDGET_KEYS) | {FIXED_CONCURRENCY}, required=BUDGET_KEYS)
     trials = schema.integer(budget.pop("trials"), source, "budget.trials")
     concurrency = schema.integer(budget.pop("concurrency"), source, "budget.concurrency")
+    fixed_concurrency = schema.boolean(budget.pop(FIXED_CONCURRENCY, False), source,
+                                       f"budget.{FIXED_CONCURRENCY}")
     raw_space = schema.mapping(data["search_space"], source, "search_space", allowed=known)
     if not raw_space:
         raise bad(source, "search_space", "must search at least one setting", raw_space)
@@ -281,7 +288,8 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
             if not space[key].contains(value):
                 raise bad(source, f"initial_points[{i}].{key}", "must lie in the search space", value)
     return Study(name=name, benchmark=benchmark, method=method, description=str(data.get("description", "")),
-                 fixed=fixed, space=space, trials=trials, concurrency=concurrency, budget=budget,
+                 fixed=fixed, space=space, trials=trials, concurrency=concurrency,
+                 fixed_concurrency=fixed_concurrency, budget=budget,
                  metric=metric, mode=mode, seeds=final_seeds,
                  paper=paper, initial_points=[dict(p) for p in points])
 

@@ -81,7 +81,8 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
                  "val_accuracy_matrix": best.val_accuracy_matrix, "mlflow_run_id": best.run_id},
         "counts": {k: counts.get(k, 0) for k in (COMPLETED, PRUNED, DIVERGED, FAILED)},
         "trials": [r.to_dict() for r in run.records],
-        "resources_per_trial": run.resources, "wall_s": round(run.wall_s, 1), "resumed": run.resumed,
+        "resources_per_trial": run.resources, "trial_plan": run.plan.to_dict(), "wall_s": round(run.wall_s, 1),
+        "resumed": run.resumed,
         "mlflow": {"experiment_id": run.experiment_id, "parent_run_id": run.parent_id,
                    "tracking_uri": run.client.tracking_uri},
     }

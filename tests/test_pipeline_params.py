@@ -11,10 +11,9 @@ import optuna
 import pytest
 import yaml
 
-from pipeline.cluster import plan_resources
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.params import load_params, parse_params
+from pipeline.params import ResourceRequest, load_params, parse_params
 from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED, outcome
 from pipeline.search import ContinualOptunaSearch, build_scheduler
 from pipeline.studies import load_study, parse_study
@@ -78,8 +77,15 @@ def test_reproduce_profile_trains_the_published_split_mnist_runs_without_search(
     ("profiles.default.override.final.seeds", [1, 1], "'profiles.default.override.final.seeds' must be a non-empty list of distinct integers"),
     ("profiles.default.override.final.seeds", [1, 2], "'profiles.default.override.final.seeds' must list at least 3 seeds"),
     ("profiles.reproduce.search", "no", "'profiles.reproduce.search' must be true or false, got 'no'"),
-    ("resources.gpus_per_trial", -0.5, "'resources.gpus_per_trial' must be a number >= 0, got -0.5"),
-    ("resources.cpus_per_trial", "many", "'resources.cpus_per_trial' must be a number, got 'many'"),
+    ("resources.gpus_per_trial", -0.5, "'resources.gpus_per_trial' must be auto or a number in [0, 1] (a trial uses at most one GPU), got -0.5"),
+    ("resources.gpus_per_trial", 2, "'resources.gpus_per_trial' must be auto or a number in [0, 1] (a trial uses at most one GPU), got 2"),
+    ("resources.cpus_per_trial", "many", "'resources.cpus_per_trial' must be auto or a number > 0, got 'many'"),
+    ("resources.cpus_per_trial", 0, "'resources.cpus_per_trial' must be auto or a number > 0, got 0"),
+    ("resources.accelerator_type", "A 100", "'resources.accelerator_type' must be empty or a Ray accelerator type name such as A100, got 'A 100'"),
+    ("resources.accelerator_type", 100, "'resources.accelerator_type' must be a string, got 100"),
+    ("resources.wait_for_nodes", "yes", "'resources.wait_for_nodes' must be true or false, got 'yes'"),
+    ("resources.gpus", 1, "'resources.gpus' is not a known key"),
+    ("profiles.default.override.budget.fixed_concurrency", 1, "'profiles.default.override.budget.fixed_concurrency' must be true or false, got 1"),
     ("asha.reduction_factor", 1, "'asha.reduction_factor' must be a number > 1, got 1"),
     ("ray.max_failures", -1, "'ray.max_failures' must be an integer >= 0, got -1"),
     ("tracking.uri", 5, "'tracking.uri' must be a string, got 5"),
@@ -90,6 +96,16 @@ def test_bad_params_give_one_line_naming_key_and_value(path: str, value, fragmen
     message = str(err.value)
     assert fragment in message and message.startswith("params.yaml: ")
     assert "\n" not in message
+
+
+def test_resources_are_parsed_into_the_trial_request() -> None:
+    assert parse_params(PARAMS).resources == ResourceRequest()  # the shipped default: planned from the nodes
+    data = _with("resources", {"cpus_per_trial": 4, "gpus_per_trial": 0.25, "accelerator_type": " A100 ",
+                               "wait_for_nodes": True})
+    assert parse_params(data).resources == ResourceRequest(4.0, 0.25, "A100", True)
+    with pytest.raises(PipelineError, match=r"^params.yaml: 'resources.accelerator_type' asks for an accelerator "
+                                            r"but resources.gpus_per_trial is 0, got 'A100'$"):
+        parse_params(_with("resources", {"gpus_per_trial": 0, "accelerator_type": "A100"}))
 
 
 def test_profile_override_is_validated_against_the_library(tmp_path: Path) -> None:
@@ -151,14 +167,6 @@ def test_study_outside_the_profile_is_skipped_without_compute(tmp_path: Path) ->
     assert (layout.tune_dir("permuted_mnist") / "summary.json").is_file()
     with pytest.raises(PipelineError, match="study 'unknown' is not listed"):
         tune_study(layout, load_params(layout.params_file), "unknown")
-
-
-def test_resources_are_detected_and_overridable() -> None:
-    assert plan_resources({"CPU": 2.0}, 2) == {"cpu": 1.0, "gpu": 0.0}
-    assert plan_resources({"CPU": 16.0, "GPU": 1.0}, 4) == {"cpu": 4.0, "gpu": 0.25}
-    assert plan_resources({"CPU": 8.0, "GPU": 8.0}, 2) == {"cpu": 4.0, "gpu": 1.0}
-    assert plan_resources({"CPU": 1.0}, 4) == {"cpu": 1.0, "gpu": 0.0}
-    assert plan_resources({"CPU": 16.0, "GPU": 1.0}, 3, cpus=2, gpus=0.5) == {"cpu": 2, "gpu": 0.5}
 
 
 def test_asha_rungs_are_task_boundaries_and_optuna_never_ranks_unfinished_trials() -> None:
