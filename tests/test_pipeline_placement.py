@@ -125,7 +125,8 @@ def test_plan_on_fake_gpus_raises_concurrency_and_prints_it(fake_gpus, capsys) -
     runtime = runtime_settings(plan.resources(), "/data")
     assert runtime["device"] == "cuda"
     wrapped = trial_trainable(Experiment("tune", study, {}, num_samples=3), runtime,
-                              plan_resources(ResourceRequest(gpus=0.5, accelerator_type="A100"), 1, 3))
+                              plan_resources(ResourceRequest(gpus=0.5, accelerator_type="A100"), 1, 3),
+                              experiment="/storage/tune-tiny-key")
     assert wrapped._resources.required_resources == {"CPU": 1.0, "GPU": 0.5, A100: 0.001}
 
 
@@ -143,7 +144,6 @@ def test_an_impossible_request_on_fake_gpus_fails_before_any_trial(fake_gpus, ca
 def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
     import yaml
 
-    from pipeline.layout import Layout
     from pipeline.params import parse_params
     from pipeline.runner import _tuner
     from pipeline_fixtures import REPO
@@ -153,6 +153,7 @@ def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
     exp = Experiment("tune", study, {}, num_samples=study.trials)
     plan = plan_resources(AUTO, study.concurrency, exp.trials)
     assert plan.concurrency == 2 != study.concurrency  # raised from 1 to fill the 2 GPUs
-    tuner, resumed = _tuner(Layout.at(tmp_path), params, exp, "k", trial_trainable(exp, {}, plan), "sqlite://",
-                            plan.concurrency)
+    storage = str(tmp_path / "ray_storage")
+    trainable = trial_trainable(exp, {}, plan, experiment=f"{storage}/{exp.name('k')}")
+    tuner, resumed = _tuner(params, exp, "k", storage, trainable, "sqlite://", plan.concurrency)
     assert not resumed and tuner._local_tuner._tune_config.max_concurrent_trials == 2
