@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from pipeline import tracking
+from pipeline import context, journal, tracking
 from pipeline.cluster import check_trials_fit, plan_resources, ray_session, runtime_settings
 from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
@@ -28,7 +29,7 @@ class Experiment:
     identity: dict[str, Any]  # what defines the results apart from where trials run (pipeline.keys)
     num_samples: int
     param_space: dict[str, Any] = field(default_factory=dict)
-    searcher: Any = None
+    searcher: Callable[[str, Any], Any] | None = None  # (Optuna study name, its storage) -> Tune searcher
     scheduler: Any = None
     save_models: bool = False
     trial_seed: int = 0  # training seed of trials whose configuration carries none
@@ -71,6 +72,7 @@ class StageRun:
     resources: dict[str, float]
     wall_s: float
     resumed: bool
+    optuna: dict[str, str] = field(default_factory=dict)  # the search's study: journal path and study name
 
     def close(self, metrics: dict[str, float], status: str = "FINISHED") -> None:
         """Log the stage's summary metrics on the parent run and end it."""
@@ -79,30 +81,42 @@ class StageRun:
         self.client.set_terminated(self.parent_id, status=status)
 
 
+def optuna_study(layout: Layout, params: Params, exp: Experiment, key: str) -> dict[str, str]:
+    """Where the search's Optuna study lives: its journal file and study name (the Tune experiment's)."""
+    if exp.searcher is None:
+        return {}
+    name = exp.name(key)
+    path = journal.journal_path(layout.resolve(params.ray_storage), name, layout.local_storage)
+    return {"storage": str(path), "study_name": name}
+
+
 def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, trainable: Any,
-           uri: str) -> tuple[tune.Tuner, bool]:
+           uri: str, tags: dict[str, str]) -> tuple[tune.Tuner, bool]:
     """A new Tuner, or the earlier experiment of the same key restored; the flag says which.
 
     On restore, unfinished trials continue from their last task; finished ones are kept as they are,
     failed ones included (they already used their ``max_failures`` retries, so running them again on
-    every restore would repeat finished work)."""
+    every restore would repeat finished work); the searcher continues its Optuna study in the journal.
+    A new Tuner starts a new journal of that name."""
     storage = layout.resolve(params.ray_storage)
     name = exp.name(key)
     path = f"{storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(path):
         print(f"resuming {name} from {path}", flush=True)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False), True
+    found = optuna_study(layout, params, exp, key)
+    searcher = exp.searcher(name, journal.open_storage(Path(found["storage"]), fresh=True)) if found else None
     return tune.Tuner(
         trainable,
         param_space=exp.param_space,
         tune_config=tune.TuneConfig(num_samples=exp.num_samples, max_concurrent_trials=exp.study.concurrency,
-                                    search_alg=exp.searcher, scheduler=exp.scheduler, reuse_actors=False),
+                                    search_alg=searcher, scheduler=exp.scheduler, reuse_actors=False),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models, arms=exp.arms,
-                                             tags={tracking.TAG_PROFILE: params.profile.name})]),
+                                             tags={tracking.TAG_PROFILE: params.profile.name, **tags})]),
     ), False
 
 
@@ -156,11 +170,14 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
                                                         **{f"config.{k}": v for k, v in settings.items()}})
                 client.log_dict(parent_id, exp.study.to_dict(), "study.json")
                 client.set_tag(parent_id, tracking.TAG_PROFILE, params.profile.name)
+                client.log_inputs(parent_id, context.dataset_inputs(exp.study.benchmark))
+            tags = context.run_tags(layout.root)  # this stage run's code and tools (a resumed one may differ)
+            tracking.set_tags(client, parent_id, tags)
             trainable = tune.with_resources(
                 tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models,
                                      default_seed=exp.trial_seed, arms=exp.arms),
                 resources)
-            tuner, resumed = _tuner(layout, params, exp, key, trainable, uri)
+            tuner, resumed = _tuner(layout, params, exp, key, trainable, uri, tags)
             grid = tuner.fit()
     except BaseException:
         if parent_id:
@@ -169,4 +186,4 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
     runs = tracking.child_runs(client, experiment_id, parent_id)
     records = [_record(result, runs, exp.study.metric) for result in grid]
     return StageRun(records, key, client, experiment_id, parent_id, resources, time.perf_counter() - started,
-                    resumed)
+                    resumed, optuna_study(layout, params, exp, key))

@@ -89,7 +89,7 @@ def runs_by_parent(uri: str, experiment: str) -> dict[str, tuple[Any, list[Any]]
             for p in parents}
 
 
-def metric_steps(uri: str, run_id: str, key: str = "average_accuracy") -> list[int]:
+def metric_steps(uri: str, run_id: str, key: str = "task_average_accuracy") -> list[int]:
     from mlflow.tracking import MlflowClient
 
     return [m.step for m in MlflowClient(uri).get_metric_history(run_id, key)]

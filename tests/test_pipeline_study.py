@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import pytest
 import ray
+from mlflow.tracking import MlflowClient
 
 from pipeline import runner, trainable
 from pipeline.final import final_study
@@ -50,12 +50,15 @@ def project(tmp_path: Path, mirror: Path, monkeypatch) -> Layout:
     return Layout.at(root)
 
 
-def _optuna_states(layout: Layout) -> list[str]:
-    state_file = max((layout.root / "ray_storage").glob("tune-tiny-*/searcher-state-*.pkl"),
-                     key=lambda path: path.stat().st_mtime)  # a restore writes a newer snapshot
-    with state_file.open("rb") as handle:
-        searcher = pickle.load(handle)
-    return sorted(t.state.name for t in searcher["_ot_study"].trials)
+def _optuna_states(summary: dict) -> list[str]:
+    """The trial states of the search's Optuna study, read from its journal as the summary names it."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(summary["optuna"]["storage"]))
+    study = optuna.load_study(study_name=summary["optuna"]["study_name"], storage=storage)
+    return sorted(t.state.name for t in study.trials)
 
 
 def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) -> None:
@@ -67,7 +70,12 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert summary["best"]["config"] == {"beta": 5.0e-3, "lr": 1.0e-3} and len(summary["trials"]) == 3
     assert summary["objective"] == {"metric": "val_average_accuracy", "mode": "max"}
     assert summary["best"]["objective"] == summary["best"]["metrics"]["val_average_accuracy"]
-    assert _optuna_states(project) == ["COMPLETE", "FAIL", "FAIL"]
+    assert _optuna_states(summary) == ["COMPLETE", "FAIL", "FAIL"]
+    journal = Path(summary["optuna"]["storage"])  # beside the Tune experiment, named after the stage key
+    assert journal.parent == project.root / "ray_storage" and summary["key"] in summary["optuna"]["study_name"]
+    assert (project.root / "ray_storage" / summary["optuna"]["study_name"]).is_dir()
+    copied = json.loads(project.optuna_trials("tiny").read_text())
+    assert sorted(t["state"] for t in copied["trials"]) == ["COMPLETE", "FAIL", "FAIL"]
 
     stages = runs_by_parent(uri, "tiny")
     parent, children = stages["tune"]
@@ -81,8 +89,13 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert float(done.data.params["lr"]) == 1.0e-3
     assert metric_steps(uri, done.info.run_id) == [0, 1]  # one value per task, step = task index
     assert metric_steps(uri, done.info.run_id, "accuracy_task_1") == [1]
-    assert metric_steps(uri, done.info.run_id, "val_average_accuracy") == [0, 1]
+    assert metric_steps(uri, done.info.run_id, "task_val_average_accuracy") == [0, 1]
+    assert metric_steps(uri, done.info.run_id, "val_average_accuracy") == [1]  # the objective: last task only
     assert 50.0 < done.data.metrics["average_accuracy"] <= 100.0
+    assert "val_average_accuracy" not in by_outcome["diverged"].data.metrics
+    ranked = MlflowClient(uri).search_runs([parent.info.experiment_id], order_by=["metrics.val_average_accuracy DESC"],
+                                           filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert ranked[0].data.tags["hypermask.trial_id"] == summary["best"]["trial_id"]
 
     # The same stage again restores the finished study: no trial runs twice (failed ones included),
     # no run is duplicated.
@@ -92,7 +105,8 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     ended = {c.info.run_id: (c.info.end_time, c.info.status) for c in children}
     assert {c.info.run_id: (c.info.end_time, c.info.status) for c in children_again} == ended
     assert metric_steps(uri, done.info.run_id) == [0, 1]
-    assert _optuna_states(project) == ["COMPLETE", "FAIL", "FAIL"]
+    assert _optuna_states(again) == ["COMPLETE", "FAIL", "FAIL"]  # the restored search goes on in its journal
+    assert again["optuna"] == summary["optuna"]
 
     # The final stage trains both arms on the same seeds: tuned (the best beta) and published (the
     # library's beta), everything else equal; every run is tagged with its arm and the profile.
@@ -114,13 +128,14 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert sorted((c.data.tags["hypermask.arm"], c.data.params["seed"]) for c in final_children) == \
         [(arm, seed) for arm in ("published", "tuned") for seed in ("1", "2", "3")]
     assert {c.data.tags["hypermask.profile"] for c in final_children} == {"test"}
+    for child in final_children:  # every end-of-run metric, beside the running per-task ones
+        assert {"mask_density", "task_inference_accuracy", "class_incremental_accuracy", "average_accuracy",
+                "task_average_accuracy"} <= set(child.data.metrics)
     for child in final_children:  # the tuned values only in the tuned arm
         tuned_arm = child.data.tags["hypermask.arm"] == "tuned"
         assert (child.data.params.get("beta") == "0.005") == tuned_arm
     runs = json.loads((project.final_dir("tiny") / "runs.json").read_text())
     assert runs["arms"]["published"]["settings"] == {} and runs["arms"]["tuned"]["seeds_finished"] == [1, 2, 3]
-    from mlflow.tracking import MlflowClient
-
     models = [a.path for a in MlflowClient(uri).list_artifacts(final_children[0].info.run_id, "model")]
     assert {"model/hypernetwork.pt", "model/embeddings.pt", "model/target.pt"} <= set(models)
 
