@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline import plots
+from pipeline import plots, publish
 from pipeline.compare import NOT_COMPARABLE, PUBLISHED, TUNED, reductions, verdict
 from pipeline.importance import SearchAnalysis, analyse, sentence
 from pipeline.layout import Layout
@@ -203,7 +203,8 @@ def write_report(layout: Layout, params: Params) -> Path:
     lines = [f"# HyperMask studies: profile `{params.profile.name}`", "",
              "Written by the `report` stage of `dvc repro`. Every trial is in MLflow "
              "(`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`, one experiment per study; final runs "
-             "carry the tags `hypermask.arm` and `hypermask.profile`). "
+             "carry the tags `hypermask.arm` and `hypermask.profile`; this report and its plots are a run of "
+             f"the experiment `{publish.EXPERIMENT}`). "
              "Average accuracy is the mean over tasks after the last task (task-incremental), "
              "mean ± sample std over the final seeds; searches rank only trials that reached the last task.",
              "", ARMS_TEXT, "", PROTOCOL.format(trial_seed=params.trial_seed),
@@ -219,5 +220,8 @@ def write_report(layout: Layout, params: Params) -> Path:
 
 
 def run(layout: Layout, params: Params, study: str | None = None) -> None:
-    """Stage ``report``."""
-    print(f"report written to {write_report(layout, params)}")
+    """Stage ``report``: write the report, then log it as an MLflow run (the store is checked first)."""
+    client = publish.report_client(layout, params)
+    report = write_report(layout, params)
+    run_id = publish.log_report(client, layout, params, report)
+    print(f"report written to {report} and logged as MLflow run {run_id} (experiment {publish.EXPERIMENT})")

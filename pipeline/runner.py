@@ -12,6 +12,7 @@ from ray import tune
 
 from pipeline import context, journal, tracking
 from pipeline.cluster import check_trials_fit, plan_resources, ray_session, runtime_settings
+from pipeline.errors import PipelineError
 from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
 from pipeline.params import Params
@@ -90,6 +91,19 @@ def optuna_study(layout: Layout, params: Params, exp: Experiment, key: str) -> d
     return {"storage": str(path), "study_name": name}
 
 
+def _tracker(params: Params, exp: Experiment, key: str, uri: str, tags: dict[str, str]) -> tracking.TrialTracker:
+    """The MLflow callback of the stage's trials (tags: the profile and the run's context)."""
+    return tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models, arms=exp.arms,
+                                 tags={tracking.TAG_PROFILE: params.profile.name, **tags})
+
+
+def _user_error(err: BaseException) -> PipelineError | None:
+    """The pipeline's own error behind a Tune error (raised in a callback: a tracking store that went away)."""
+    while err is not None and not isinstance(err, PipelineError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
 def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, trainable: Any,
            uri: str, tags: dict[str, str]) -> tuple[tune.Tuner, bool]:
     """A new Tuner, or the earlier experiment of the same key restored; the flag says which.
@@ -115,8 +129,7 @@ def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, trainable:
             name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models, arms=exp.arms,
-                                             tags={tracking.TAG_PROFILE: params.profile.name, **tags})]),
+            callbacks=[_tracker(params, exp, key, uri, tags)]),
     ), False
 
 
@@ -179,9 +192,16 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
                 resources)
             tuner, resumed = _tuner(layout, params, exp, key, trainable, uri, tags)
             grid = tuner.fit()
-    except BaseException:
+            tracking.close_open_runs(_tracker(params, exp, key, uri, tags), grid)
+    except BaseException as err:
         if parent_id:
-            client.set_terminated(parent_id, status="KILLED")
+            try:
+                client.set_terminated(parent_id, status="KILLED")
+            except tracking.STORE_ERRORS:
+                pass  # the store itself went away: the resumed stage reopens the run
+        cause = _user_error(err)
+        if cause is not None and cause is not err:
+            raise PipelineError(str(cause)) from None  # one line, not Tune's traceback
         raise
     runs = tracking.child_runs(client, experiment_id, parent_id)
     records = [_record(result, runs, exp.study.metric) for result in grid]

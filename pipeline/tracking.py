@@ -3,14 +3,18 @@ study, a child run per trial logged from the driver by a Ray Tune callback (one 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from dataclasses import dataclass
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
+import requests
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
 
@@ -34,6 +38,29 @@ OUTCOME_NOTE = {COMPLETED: "Reached the last task ({done} of {total}).",
                 FAILED: "Failed (crashed) after task {done} of {total}."}
 STEP_KEY = f"{TASK_PREFIX}average_accuracy"  # the per-task history that says which tasks a run has logged
 MODEL_DIR = "model"
+
+
+Call = TypeVar("Call", bound=Callable[..., Any])
+STORE_ERRORS = (MlflowException, requests.RequestException, OSError)  # what a store that went away raises
+
+
+def lost_store(uri: str, err: BaseException) -> PipelineError:
+    """The one-line error of a tracking store that stopped answering during a stage."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    kind = "server" if uri.startswith(("http://", "https://")) else "store"
+    return PipelineError(f"MLflow tracking {kind} {uri} stopped answering during the stage ({first}); "
+                         "bring it back and run the stage again: the study resumes where it stopped")
+
+
+def _store_call(method: Call) -> Call:
+    """A tracker callback whose MLflow failures become :func:`lost_store` errors (they stop the study)."""
+    @functools.wraps(method)
+    def call(self: "TrialTracker", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except STORE_ERRORS as err:
+            raise lost_store(self.active_uri, err) from err
+    return call  # type: ignore[return-value]
 
 
 def tracking_uri(layout: Layout, configured: str = "") -> str:
@@ -155,9 +182,14 @@ class TrialTracker(tune.Callback):
         self.__dict__.update(state)
         self._reset()
 
+    @property
+    def active_uri(self) -> str:
+        """The current process's URI wins over the pickled one (a restored study may point elsewhere)."""
+        return os.environ.get(URI_ENV) or self.uri
+
+    @_store_call
     def setup(self, **info: Any) -> None:
-        # The current process's URI wins over the pickled one (a restored study may point elsewhere).
-        self._client = MlflowClient(os.environ.get(URI_ENV) or self.uri)
+        self._client = MlflowClient(self.active_uri)
         self._experiment_id = ensure_experiment(self._client, self.experiment)
         self._parent_id, _ = ensure_run(self._client, self._experiment_id, self.stage,
                                         {TAG_STAGE: self.stage, TAG_KEY: self.key})
@@ -180,9 +212,11 @@ class TrialTracker(tune.Callback):
             self._runs[trial.trial_id] = run_id
         return run_id
 
+    @_store_call
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._run(trial)
 
+    @_store_call
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self._run(trial)
         step = int(result.get(TIME_ATTR, 0)) - 1
@@ -199,9 +233,11 @@ class TrialTracker(tune.Callback):
         self._client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
         self._last_step[trial.trial_id] = step
 
+    @_store_call
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, error=False)
 
+    @_store_call
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, error=True)
 
@@ -228,3 +264,35 @@ class TrialTracker(tune.Callback):
                 if (Path(folder) / MODEL_DIR).is_dir():
                     self._client.log_artifacts(run_id, str(Path(folder) / MODEL_DIR), MODEL_DIR)
         self._client.set_terminated(run_id, status=RUN_STATUS[state])
+
+
+@dataclass(frozen=True)
+class EndedTrial:
+    """A trial Tune has ended, as the tracker's callbacks see one, rebuilt from its Ray result."""
+
+    trial_id: str
+    config: dict[str, Any]
+    last_result: dict[str, Any]
+    checkpoint: Any = None
+
+
+def close_open_runs(tracker: TrialTracker, results: Any) -> list[str]:
+    """Record the trials whose run is still open although Tune has ended them (the study stopped between a
+    trial's end and its record, e.g. when the tracking server went away): their last task and their end,
+    from Ray's results, through the tracker's own callbacks. Returns the trial ids recorded."""
+    tracker.setup()
+    found = tracker._client.search_runs(
+        [tracker._experiment_id], max_results=10000,
+        filter_string=f"tags.`{TAG_PARENT}` = '{tracker._parent_id}' and attributes.status = 'RUNNING'")
+    open_trials = {r.data.tags.get(TAG_TRIAL) for r in found}
+    closed = []
+    for result in results:
+        metrics = dict(result.metrics or {})
+        trial = EndedTrial(str(metrics.get("trial_id", "")), dict(result.config or {}), metrics, result.checkpoint)
+        if trial.trial_id not in open_trials:
+            continue
+        if metrics and not metrics.get("models_saved"):
+            tracker.on_trial_result(0, [], trial, metrics)
+        tracker._finish(trial, error=result.error is not None)
+        closed.append(trial.trial_id)
+    return closed

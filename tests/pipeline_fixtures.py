@@ -40,6 +40,13 @@ def copy_project(dest: Path, **params: Any) -> Path:
     return dest
 
 
+def commit(root: Path) -> None:
+    """Commit everything in ``root``'s git repository (the runs then record a clean tree)."""
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "project"], cwd=root, check=True)
+
+
 def set_params(root: Path, **values: Any) -> None:
     """Replace top-level keys of ``root/params.yaml``."""
     path = root / "params.yaml"

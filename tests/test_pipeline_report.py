@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 import yaml
 
 from hypermask.config import resolve_config
@@ -18,6 +19,8 @@ from pipeline.journal import trial_rows
 from pipeline.layout import Layout
 from pipeline.outputs import no_search, write_json
 from pipeline.params import load_params
+from pipeline.publish import EXPERIMENT
+from pipeline.report import run as report_stage
 from pipeline.report import write_report
 from pipeline.results import COMPLETED
 from pipeline.runner import TrialRecord
@@ -151,6 +154,28 @@ def test_report_puts_tuned_beside_published_and_the_paper_only_beside_a_full_bud
     claim = next(line for line in report.splitlines() if "rests on 12 trials" in line)
     assert "beta mattered most for val_average_accuracy" in claim
     assert "`optuna-dashboard /s/tune-x-k.optuna.log`" in claim
+
+
+def test_the_report_stage_logs_the_report_and_its_plots_as_a_run_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "bushy-exp")
+    layout = _project(tmp_path, {"reduced": REDUCED})
+    _write_outputs(layout, "reduced", {"tuned": {1: 98.0, 2: 98.2, 3: 98.4}, "published": {1: 97.0, 2: 97.1, 3: 97.2}},
+                   searched=True)
+    params = load_params(layout.params_file)
+    report_stage(layout, params)
+    report_stage(layout, params)  # the same report again: no second run
+    client = MlflowClient(f"sqlite:///{layout.root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    tags = runs[0].data.tags
+    assert tags["hypermask.stage"] == "report" and tags["hypermask.dvc.experiment"] == "bushy-exp"
+    assert {"hypermask.version.torch", "hypermask.version.optuna", "hypermask.version.python"} <= set(tags)
+    logged = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    plots = {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
+    assert logged == {"report.md", "plots"}
+    assert plots == {f"plots/{p.name}" for p in (layout.reports_dir / "plots").glob("*.png")} and plots
 
 
 def test_importances_need_ten_finished_trials_and_a_varied_parameter() -> None:

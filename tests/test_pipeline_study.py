@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from pipeline.layout import Layout
 from pipeline.params import load_params
 from pipeline.report import write_report
 from pipeline.tune import tune_study
-from pipeline_fixtures import TINY_STUDY, copy_project, metric_steps, only_studies, runs_by_parent, write_study
+from pipeline_fixtures import TINY_STUDY, commit, copy_project, metric_steps, only_studies, runs_by_parent, write_study
 
 DIVERGING_LR, CRASHING_LR = 1.0e30, 3.0e-3
 STUDY = {**TINY_STUDY, "initial_points": [
@@ -39,7 +40,9 @@ def project(tmp_path: Path, mirror: Path, monkeypatch) -> Layout:
                         ray={"storage": "ray_storage", "max_failures": 1})
     write_study(root, "tiny", STUDY)
     only_studies(root, "tiny", tasks=2)  # the tiny study's two tasks over the test profile's three
+    commit(root)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "tiny-exp")
 
     def crashing_trial(config, **kwargs):  # defined here, so Ray ships it by value to the workers
         if config.get("lr") == CRASHING_LR:
@@ -80,6 +83,14 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     stages = runs_by_parent(uri, "tiny")
     parent, children = stages["tune"]
     assert parent.info.status == "FINISHED" and parent.data.params["trials"] == "3"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True, text=True).stdout
+    for run in (parent, *children):  # what every run was made from
+        assert run.data.tags["mlflow.source.git.commit"] == head.strip()
+        assert run.data.tags["hypermask.git.dirty"] == "false" and run.data.tags["hypermask.dvc.experiment"] == "tiny-exp"
+        assert run.data.tags["hypermask.version.ray"] == ray.__version__
+    assert parent.data.params["config.benchmark"] == "split_mnist"
+    inputs = MlflowClient(uri).get_run(parent.info.run_id).inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == ["mnist"] and "t10k-images-idx3-ubyte" in inputs[0].dataset.profile
     assert len(children) == 3
     by_outcome = {c.data.tags["hypermask.outcome"]: c for c in children}
     assert set(by_outcome) == {"completed", "diverged", "failed"}

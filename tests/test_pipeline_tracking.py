@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.results import DIVERGED, FAILED, PRUNED, COMPLETED
-from pipeline.tracking import TrialTracker
+from pipeline.errors import PipelineError
+from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED
+from pipeline.tracking import TrialTracker, close_open_runs
 
 OBJECTIVE = "val_average_accuracy"
 
@@ -89,3 +91,41 @@ def test_a_final_run_carries_every_end_of_run_metric(tmp_path: Path) -> None:
                                         filter_string="tags.`hypermask.trial_id` = 'seed1'")[0]
     assert run.data.metrics["mask_density"] == 0.4 and run.data.metrics["elapsed_s"] == 12.0
     assert run.data.metrics[OBJECTIVE] == 95.0
+
+
+@dataclass
+class FakeResult:
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    checkpoint: Any = None
+    error: Any = None
+
+
+def test_runs_left_open_by_a_stopped_study_are_recorded_from_rays_results(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = TrialTracker(uri, "study", "tune", "key1", log_models=False)
+    tracker.setup()
+    done, open_ = FakeTrial("done", {"beta": 1e-3}), FakeTrial("open", {"beta": 1e-2})
+    _play(tracker, done, [99.0, 97.0, 95.0])
+    tracker.on_trial_result(0, [], open_, _result(1, 98.0))  # the study stopped before its later records
+    ended = {**_result(3, 94.0), "trial_id": "open"}
+    results = [FakeResult({**done.last_result, "trial_id": "done"}, done.config), FakeResult(ended, open_.config)]
+    closed = close_open_runs(TrialTracker(uri, "study", "tune", "key1", log_models=False), results)
+    assert closed == ["open"]
+    client = MlflowClient(uri)
+    runs = {r.data.tags["hypermask.trial_id"]: r for r in client.search_runs(
+        [tracker._experiment_id], filter_string="tags.`hypermask.trial_id` != ''")}
+    assert len(runs) == 2 and runs["open"].info.status == "FINISHED"
+    assert runs["open"].data.tags["hypermask.outcome"] == "completed" and runs["open"].data.metrics[OBJECTIVE] == 94.0
+    assert [m.step for m in client.get_metric_history(runs["open"].info.run_id, f"task_{OBJECTIVE}")] == [0, 2]
+
+
+def test_a_tracking_server_that_went_away_is_named_in_one_line(monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracker = TrialTracker("http://127.0.0.1:9", "study", "tune", "key1", log_models=False)
+    with pytest.raises(PipelineError) as err:
+        tracker.setup()
+    message = str(err.value)
+    assert message.startswith("MLflow tracking server http://127.0.0.1:9 stopped answering during the stage")
+    assert "\n" not in message and "run the stage again" in message
