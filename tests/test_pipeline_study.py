@@ -86,7 +86,8 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True, text=True).stdout
     for run in (parent, *children):  # what every run was made from
         assert run.data.tags["mlflow.source.git.commit"] == head.strip()
-        assert run.data.tags["hypermask.git.dirty"] == "false" and run.data.tags["hypermask.dvc.experiment"] == "tiny-exp"
+        assert run.data.tags["hypermask.git.dirty"] == "false"
+        assert run.data.tags["hypermask.dvc.experiment"] == "tiny-exp"
         assert run.data.tags["hypermask.version.ray"] == ray.__version__
     assert parent.data.params["config.benchmark"] == "split_mnist"
     inputs = MlflowClient(uri).get_run(parent.info.run_id).inputs.dataset_inputs
