@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -38,10 +38,8 @@ OUTCOME_NOTE = {COMPLETED: "Reached the last task ({done} of {total}).",
                 FAILED: "Failed (crashed) after task {done} of {total}."}
 STEP_KEY = f"{TASK_PREFIX}average_accuracy"  # the per-task history that says which tasks a run has logged
 MODEL_DIR = "model"
-
-
 Call = TypeVar("Call", bound=Callable[..., Any])
-STORE_ERRORS = (MlflowException, requests.RequestException, OSError)  # what a store that went away raises
+STORE_ERRORS = (MlflowException, requests.RequestException)  # what a store that went away raises
 
 
 def lost_store(uri: str, err: BaseException) -> PipelineError:
