@@ -21,6 +21,7 @@ from pipeline.studies import Study, load_checked_study
 REPORTED = ("average_accuracy", "backward_transfer", "forgetting", "task_inference_accuracy",
             "class_incremental_accuracy", "val_average_accuracy")
 COMPARED = ("average_accuracy", "backward_transfer", "forgetting")  # tuned − published, paired by seed
+DIFFERENCE_PARTS = ("mean", "std", "pairs", "higher", "lower", "ties", "p_value", "seed_spread", "exceeds_spread")
 
 
 def arms_of(tuned: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -79,8 +80,9 @@ def _parent_metrics(summary: Mapping[str, Any], wall_s: float) -> dict[str, floa
             if isinstance(score, dict):
                 values.update({f"{arm}_{key}_mean": score["mean"], f"{arm}_{key}_std": score["std"]})
     for key, diff in summary.get("difference", {}).items():
-        if diff.get("pairs"):
-            values.update({f"difference_{key}_mean": diff["mean"], f"difference_{key}_std": diff["std"]})
+        if diff.get("pairs"):  # the report's cells: mean ± std, sign counts, t-test, seed spread, verdict
+            values.update({f"difference_{key}_{part}": float(diff[part]) for part in DIFFERENCE_PARTS
+                           if diff.get(part) is not None})
     return values
 
 

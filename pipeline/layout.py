@@ -31,6 +31,10 @@ class Layout:
         """The search summary of ``tune@name`` (best configuration, key, every trial)."""
         return self.tune_dir(name) / "summary.json"
 
+    def optuna_trials(self, name: str) -> Path:
+        """The trial table of ``tune@name``'s Optuna study, copied from its journal (read by the report)."""
+        return self.tune_dir(name) / "optuna_trials.json"
+
     def plan_file(self, name: str) -> Path:
         """What the ``prepare`` stage resolved for study ``name`` under the active profile: the only
         settings input of ``tune@name``, so a change to one study re-runs that study only."""
@@ -51,6 +55,11 @@ class Layout:
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def local_storage(self) -> Path:
+        """The driver's own state folder (the default Ray storage): Optuna journals of a URI storage."""
+        return self.root / "ray_storage"
 
     def resolve(self, path: str) -> str:
         """``path`` made absolute against the root unless it is absolute or a URI (``s3://...``)."""

@@ -1,6 +1,6 @@
-"""Figures of the pipeline: accuracy matrices, accuracy per task over time, search results, tuned against
-published (the paper beside them only where comparable). Built as bare matplotlib Figures (no pyplot
-state), so they are safe in any process."""
+"""Figures of the pipeline: accuracy matrices, accuracy per task over time, search results, the search's
+optimisation history and parameter importances, tuned against published (the paper beside them only where
+comparable). Built as bare matplotlib Figures (no pyplot state), so they are safe in any process."""
 
 from __future__ import annotations
 
@@ -77,6 +77,32 @@ def search_results(trials: Sequence[dict[str, Any]], space: dict[str, dict[str, 
     for ax in axes[len(names):]:
         ax.set_visible(False)
     fig.suptitle(f"{title} ({len(finished)} of {len(trials)} trials reached the last task)", fontsize=9)
+    return fig
+
+
+def optimisation_history(history: Sequence[tuple[int, float, float]], metric: str, title: str) -> Figure:
+    """The objective of each finished trial in Optuna's trial order, and the best so far."""
+    fig = Figure(figsize=(5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    numbers = [n for n, _, _ in history]
+    ax.scatter(numbers, [v for _, v, _ in history], s=18, label="trial")
+    ax.step(numbers, [b for _, _, b in history], where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("Optuna trial number")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{title}: optimisation history ({len(history)} finished trials)", fontsize=9)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def param_importances(importances: dict[str, float], finished: int, title: str) -> Figure:
+    """Optuna's importance of each searched parameter (they sum to 1)."""
+    names = list(importances)[::-1]  # the most important on top
+    fig = Figure(figsize=(5, 1.2 + 0.35 * len(names)), layout="constrained")
+    ax = fig.subplots()
+    ax.barh(names, [importances[n] for n in names])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("importance (PED-ANOVA)")
+    ax.set_title(f"{title}: parameter importances ({finished} finished trials)", fontsize=9)
     return fig
 
 

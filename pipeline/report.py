@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline import plots
+from pipeline import plots, publish
 from pipeline.compare import NOT_COMPARABLE, PUBLISHED, TUNED, reductions, verdict
+from pipeline.importance import SearchAnalysis, analyse, sentence
 from pipeline.layout import Layout
 from pipeline.outputs import fresh_dir, read_json
 from pipeline.params import Params
@@ -111,7 +112,20 @@ def _value(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _study_section(name: str, study: Study, tuned: dict, final: dict, runs: dict, plot_dir: Path) -> list[str]:
+def _search_figures(search: SearchAnalysis, metric: str, label: str) -> dict[str, tuple[str, Any]]:
+    """The optimisation history (when a trial finished) and the importances (when claimed) as figures."""
+    figures = {}
+    if search.history:
+        figures["optuna_history"] = ("Optuna's optimisation history",
+                                     plots.optimisation_history(search.history, metric, label))
+    if search.importances:
+        figures["optuna_importances"] = ("Optuna's parameter importances",
+                                         plots.param_importances(search.importances, search.finished, label))
+    return figures
+
+
+def _study_section(name: str, study: Study, tuned: dict, final: dict, runs: dict, plot_dir: Path,
+                   search: SearchAnalysis | None) -> list[str]:
     label = f"{name} ({study.method}, {study.benchmark})"
     arms = runs["arms"]
     main = TUNED if TUNED in arms else PUBLISHED
@@ -131,6 +145,9 @@ def _study_section(name: str, study: Study, tuned: dict, final: dict, runs: dict
         figures["search"] = ("searched parameters against the objective",
                              plots.search_results(tuned["trials"], tuned["space"], study.metric, label))
         lines += _search_lines(study, tuned)
+    if search is not None:
+        figures.update(_search_figures(search, study.metric, label))
+        lines += [sentence(search, study.metric) + f" Browse the study: `{tuned['optuna']['dashboard']}`.", ""]
     else:
         lines += [f"No search in this profile: the published configuration alone, {len(study.seeds)} seeds.", ""]
     lines += [f"Final runs ({_seconds(final['wall_s']['final'], runs.get('resumed'))}):", ""]
@@ -179,11 +196,16 @@ def write_report(layout: Layout, params: Params) -> Path:
                      "published": (published_acc["mean"], published_acc["std"]),
                      "paper": (study.paper["average_accuracy"], study.paper.get("std")) if shown else None,
                      "paper_note": None if shown else paper})
-        sections += _study_section(name, study, tuned, final, runs, plot_dir)
+        search = None
+        if TUNED in final:
+            table = read_json(layout.optuna_trials(name), f"tune@{name}")
+            search = analyse(table["trials"], study.mode)
+        sections += _study_section(name, study, tuned, final, runs, plot_dir, search)
     lines = [f"# HyperMask studies: profile `{params.profile.name}`", "",
              "Written by the `report` stage of `dvc repro`. Every trial is in MLflow "
              "(`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`, one experiment per study; final runs "
-             "carry the tags `hypermask.arm` and `hypermask.profile`). "
+             "carry the tags `hypermask.arm` and `hypermask.profile`; this report and its plots are a run of "
+             f"the experiment `{publish.EXPERIMENT}`). "
              "Average accuracy is the mean over tasks after the last task (task-incremental), "
              "mean ± sample std over the final seeds; searches rank only trials that reached the last task.",
              "", ARMS_TEXT, "", PROTOCOL.format(trial_seed=params.trial_seed),
@@ -199,5 +221,8 @@ def write_report(layout: Layout, params: Params) -> Path:
 
 
 def run(layout: Layout, params: Params, study: str | None = None) -> None:
-    """Stage ``report``."""
-    print(f"report written to {write_report(layout, params)}")
+    """Stage ``report``: write the report, then log it as an MLflow run (the store is checked first)."""
+    client = publish.report_client(layout, params)
+    report = write_report(layout, params)
+    run_id = publish.log_report(client, layout, params, report)
+    print(f"report written to {report} and logged as MLflow run {run_id} (experiment {publish.EXPERIMENT})")

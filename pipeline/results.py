@@ -10,6 +10,8 @@ SCORES = ("average_accuracy", "backward_transfer", "forgetting", "current_task_a
 TASK_METRICS = SCORES + tuple(f"val_{k}" for k in SCORES)
 SUMMARY_METRICS = ("mask_density", "mask_overlap")  # the last task's report only (methods with masks)
 TIME_ATTR = "task"  # number of finished tasks: the ASHA rungs are task boundaries
+TASK_PREFIX = "task_"  # MLflow: the running value after each task (step = task index) is ``task_<score>``
+END_METRICS = "end_metrics"  # the closing result's list of the run's end-of-run metric names
 COMPLETED, PRUNED, DIVERGED, FAILED = "completed", "pruned", "diverged", "failed"
 
 
@@ -30,7 +32,28 @@ def final_result(run: Any) -> dict[str, Any]:
             **{k: float(v) for k, v in run.metrics.items() if isinstance(v, (int, float))},
             "accuracy_matrix": [list(map(float, row)) for row in run.accuracy_matrix],
             "val_accuracy_matrix": [list(map(float, row)) for row in run.val_accuracy_matrix],
-            "completed": True, "diverged": False, "models_saved": True}
+            "completed": True, "diverged": False, "models_saved": True,
+            END_METRICS: sorted(k for k, v in run.metrics.items() if _number(v))}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def task_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The running scores of a task result under their ``task_`` names (every task, step = task index)."""
+    return {f"{TASK_PREFIX}{k}": float(result[k]) for k in TASK_METRICS if k in result}
+
+
+def end_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The scores of a run that reached its last task under their own names (the objective among them):
+    after the last task the task scores; in the closing result every end-of-run metric (mask density,
+    time). Empty for a trial that has not reached its last task, so a stopped trial never carries the
+    objective's key."""
+    if not result.get("completed") or result.get("diverged"):
+        return {}
+    names = result.get(END_METRICS) or [k for k in TASK_METRICS if k in result]
+    return {k: float(result[k]) for k in names if _number(result.get(k))}
 
 
 def diverged_result(last: Mapping[str, Any] | None, message: str) -> dict[str, Any]:

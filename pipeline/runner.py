@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from pipeline import tracking
+from pipeline import context, journal, tracking
 from pipeline.cluster import check_trials_fit, plan_resources, ray_session, runtime_settings
+from pipeline.errors import PipelineError
 from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
 from pipeline.params import Params
@@ -31,7 +33,7 @@ class Experiment:
     identity: dict[str, Any]  # what defines the results apart from where trials run (pipeline.keys)
     num_samples: int
     param_space: dict[str, Any] = field(default_factory=dict)
-    searcher: Any = None
+    searcher: Callable[[str, Any], Any] | None = None  # (Optuna study name, its storage) -> Tune searcher
     scheduler: Any = None
     save_models: bool = False
     trial_seed: int = 0  # training seed of trials whose configuration carries none
@@ -92,6 +94,7 @@ class StageRun:
     plan: TrialPlan
     wall_s: float
     resumed: bool
+    optuna: dict[str, str] = field(default_factory=dict)  # the search's study: journal path and study name
 
     @property
     def resources(self) -> dict[str, float]:
@@ -114,31 +117,54 @@ def trial_trainable(exp: Experiment, runtime: dict[str, Any], plan: TrialPlan, e
         plan.request())
 
 
-def _tuner(params: Params, exp: Experiment, key: str, storage: str, trainable: Any,
-           uri: str, concurrency: int) -> tuple[tune.Tuner, bool]:
+def optuna_study(layout: Layout, params: Params, exp: Experiment, key: str) -> dict[str, str]:
+    """Where the search's Optuna study lives: its journal file and study name (the Tune experiment's)."""
+    if exp.searcher is None:
+        return {}
+    name = exp.name(key)
+    path = journal.journal_path(layout.resolve(params.ray_storage), name, layout.local_storage)
+    return {"storage": str(path), "study_name": name}
+
+
+def _tracker(params: Params, exp: Experiment, key: str, uri: str, tags: dict[str, str]) -> tracking.TrialTracker:
+    """The MLflow callback of the stage's trials (tags: the profile and the run's context)."""
+    return tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models, arms=exp.arms,
+                                 tags={tracking.TAG_PROFILE: params.profile.name, **tags})
+
+
+def _user_error(err: BaseException) -> PipelineError | None:
+    """The pipeline's own error behind a Tune error (raised in a callback: a tracking store that went away)."""
+    while err is not None and not isinstance(err, PipelineError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, storage: str, trainable: Any,
+           uri: str, tags: dict[str, str], concurrency: int) -> tuple[tune.Tuner, bool]:
     """A new Tuner on ``storage``, or the earlier experiment of the same key restored; the flag says which.
 
     On restore, unfinished trials continue from their last task; finished ones are kept as they are,
     failed ones included (they already used their ``max_failures`` retries, so running them again on
-    every restore would repeat finished work). The checkpoints of every trial that ends are deleted
+    every restore would repeat finished work); the searcher continues its Optuna study in the journal.
+    A new Tuner starts a new journal of that name. The checkpoints of every trial that ends are deleted
     after the tracker has logged it (:class:`pipeline.storage.CheckpointCleaner`)."""
     name = exp.name(key)
     path = experiment_location(storage, name)
     if tune.Tuner.can_restore(path):
         print(f"resuming {name} from {path}", flush=True)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False), True
+    found = optuna_study(layout, params, exp, key)
+    searcher = exp.searcher(name, journal.open_storage(Path(found["storage"]), fresh=True)) if found else None
     return tune.Tuner(
         trainable,
         param_space=exp.param_space,
         tune_config=tune.TuneConfig(num_samples=exp.num_samples, max_concurrent_trials=concurrency,
-                                    search_alg=exp.searcher, scheduler=exp.scheduler, reuse_actors=False),
+                                    search_alg=searcher, scheduler=exp.scheduler, reuse_actors=False),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models, arms=exp.arms,
-                                             tags={tracking.TAG_PROFILE: params.profile.name}),
-                       CheckpointCleaner()]),
+            callbacks=[_tracker(params, exp, key, uri, tags), CheckpointCleaner()]),
     ), False
 
 
@@ -192,16 +218,27 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
                                                         **{f"config.{k}": v for k, v in settings.items()}})
                 client.log_dict(parent_id, exp.study.to_dict(), "study.json")
                 client.set_tag(parent_id, tracking.TAG_PROFILE, params.profile.name)
+                client.log_inputs(parent_id, context.dataset_inputs(exp.study.benchmark))
+            tags = context.run_tags(layout.root)  # this stage run's code and tools (a resumed one may differ)
+            tracking.set_tags(client, parent_id, tags)
             storage = layout.resolve(params.ray_storage)
             trainable = trial_trainable(exp, runtime, plan, experiment_location(storage, exp.name(key)))
-            tuner, resumed = _tuner(params, exp, key, storage, trainable, uri, plan.concurrency)
+            tuner, resumed = _tuner(layout, params, exp, key, storage, trainable, uri, tags, plan.concurrency)
             grid = tuner.fit()
+            tracking.close_open_runs(_tracker(params, exp, key, uri, tags), grid)
             for gone in remove_superseded(storage, exp.prefix, key):
                 print(f"removed {gone} (superseded by {exp.name(key)})", flush=True)
-    except BaseException:
+    except BaseException as err:
         if parent_id:
-            client.set_terminated(parent_id, status="KILLED")
+            try:
+                client.set_terminated(parent_id, status="KILLED")
+            except tracking.STORE_ERRORS:
+                pass  # the store itself went away: the resumed stage reopens the run
+        cause = _user_error(err)
+        if cause is not None and cause is not err:
+            raise PipelineError(str(cause)) from None  # one line, not Tune's traceback
         raise
     runs = tracking.child_runs(client, experiment_id, parent_id)
     records = [_record(result, runs, exp.study.metric) for result in grid]
-    return StageRun(records, key, client, experiment_id, parent_id, plan, time.perf_counter() - started, resumed)
+    return StageRun(records, key, client, experiment_id, parent_id, plan, time.perf_counter() - started,
+                    resumed, optuna_study(layout, params, exp, key))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -30,13 +32,28 @@ class ContinualOptunaSearch(OptunaSearch):
         else:
             super().on_trial_complete(trial_id, None, error=state != PRUNED)
 
+    def restore(self, checkpoint_path: str) -> None:
+        """Tune's restore: the pickled state names the same journal, so the study goes on in it; trials the
+        journal holds as running but the restored state never handed to Tune (asked after its last
+        snapshot) are closed as failed, so TPE's constant liar does not count them as running forever."""
+        super().restore(checkpoint_path)
+        known = {t.number for t in self._ot_trials.values()}
+        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if orphan.number not in known:
+                self._ot_study.tell(orphan.number, state=TrialState.FAIL)
 
-def build_searcher(study: Study, params: Params) -> ContinualOptunaSearch:
-    """Seeded TPE over the study's space; the study's initial points are evaluated first."""
-    sampler = optuna.samplers.TPESampler(seed=params.search_seed, n_startup_trials=params.startup_trials)
+
+def build_searcher(study: Study, params: Params, study_name: str | None = None,
+                   storage: BaseStorage | None = None) -> ContinualOptunaSearch:
+    """Seeded TPE over the study's space, as Optuna study ``study_name`` in ``storage`` (in memory when
+    None); the study's initial points are evaluated first. Trials run concurrently, so TPE's constant
+    liar counts the running ones as bad results (concurrent suggestions spread out)."""
+    sampler = optuna.samplers.TPESampler(seed=params.search_seed, n_startup_trials=params.startup_trials,
+                                         constant_liar=True)
     return ContinualOptunaSearch(space={k: d.distribution() for k, d in study.space.items()},
                                  metric=study.metric, mode=study.mode, sampler=sampler,
-                                 points_to_evaluate=study.initial_points or None)
+                                 points_to_evaluate=study.initial_points or None, study_name=study_name,
+                                 storage=storage)
 
 
 def rung_task(study: Study, params: Params) -> int:

@@ -3,27 +3,62 @@ study, a child run per trial logged from the driver by a Ray Tune callback (one 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
-from mlflow.entities import Metric, Param
+import requests
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
 
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.results import COMPLETED, PRUNED, TASK_METRICS, TIME_ATTR, outcome
+from pipeline.results import (COMPLETED, DIVERGED, FAILED, PRUNED, TASK_PREFIX, TIME_ATTR, end_metrics, outcome,
+                              task_metrics)
 
 URI_ENV = "MLFLOW_TRACKING_URI"
 TAG_STAGE, TAG_KEY, TAG_TRIAL, TAG_OUTCOME = ("hypermask.stage", "hypermask.key", "hypermask.trial_id",
                                                "hypermask.outcome")
 TAG_PROFILE, TAG_ARM = "hypermask.profile", "hypermask.arm"
-TAG_PARENT = "mlflow.parentRunId"
+TAG_PARENT, TAG_NOTE = "mlflow.parentRunId", "mlflow.note.content"
+TAG_TASKS = "hypermask.tasks_done"
+# A stopped trial ended as it should (FINISHED), but carries no objective: sorting by the objective ranks
+# the finished trials only. Diverged and crashed trials are FAILED; the outcome tag tells all four apart.
+RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "FINISHED", DIVERGED: "FAILED", FAILED: "FAILED"}
+OUTCOME_NOTE = {COMPLETED: "Reached the last task ({done} of {total}).",
+                PRUNED: "Stopped early by ASHA after task {done} of {total}: not ranked, no objective logged.",
+                DIVERGED: "Diverged (loss not finite) after task {done} of {total}.",
+                FAILED: "Failed (crashed) after task {done} of {total}."}
+STEP_KEY = f"{TASK_PREFIX}average_accuracy"  # the per-task history that says which tasks a run has logged
 MODEL_DIR = "model"
+Call = TypeVar("Call", bound=Callable[..., Any])
+STORE_ERRORS = (MlflowException, requests.RequestException)  # what a store that went away raises
+
+
+def lost_store(uri: str, err: BaseException) -> PipelineError:
+    """The one-line error of a tracking store that stopped answering during a stage."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    kind = "server" if uri.startswith(("http://", "https://")) else "store"
+    return PipelineError(f"MLflow tracking {kind} {uri} stopped answering during the stage ({first}); "
+                         "bring it back and run the stage again: the study resumes where it stopped")
+
+
+def _store_call(method: Call) -> Call:
+    """A tracker callback whose MLflow failures become :func:`lost_store` errors (they stop the study)."""
+    @functools.wraps(method)
+    def call(self: "TrialTracker", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except STORE_ERRORS as err:
+            raise lost_store(self.active_uri, err) from err
+    return call  # type: ignore[return-value]
 
 
 def tracking_uri(layout: Layout, configured: str = "") -> str:
@@ -99,6 +134,11 @@ def log_params(client: MlflowClient, run_id: str, values: Mapping[str, Any]) -> 
     client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in values.items()])
 
 
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set ``tags`` on a run in one call."""
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
 def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> dict[str, str]:
     """Trial id -> child run id under ``parent_id``."""
     runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'",
@@ -110,10 +150,12 @@ class TrialTracker(tune.Callback):
     """Logs every trial as a child run of the stage's parent run, from the driver only.
 
     On creation: the trial's parameters (for a final run, its arm's settings too) and ``tags`` (the
-    profile), plus the ``hypermask.arm`` tag of a final run. Per task: the objective metrics and the
-    accuracy of every seen task (step = task index). At the end: the outcome tag, the accuracy matrix (JSON
-    and heatmap) and, when asked, the model files. Pickled into the Tune experiment, so it holds names and
-    tags, not clients or ids.
+    profile and the run's context), plus the ``hypermask.arm`` tag of a final run. Per task: the scores
+    under ``task_`` names and the accuracy of every seen task (step = task index); the scores under their
+    own names (the objective's among them) and the other end-of-run metrics only once the trial reaches
+    its last task, so sorting by the objective ranks finished trials only. At the end: the outcome tags,
+    the accuracy matrix (JSON and heatmap) and, when asked, the model files. Pickled into the Tune
+    experiment, so it holds names and tags, not clients or ids.
     """
 
     def __init__(self, uri: str, experiment: str, stage: str, key: str, log_models: bool,
@@ -138,9 +180,14 @@ class TrialTracker(tune.Callback):
         self.__dict__.update(state)
         self._reset()
 
+    @property
+    def active_uri(self) -> str:
+        """The current process's URI wins over the pickled one (a restored study may point elsewhere)."""
+        return os.environ.get(URI_ENV) or self.uri
+
+    @_store_call
     def setup(self, **info: Any) -> None:
-        # The current process's URI wins over the pickled one (a restored study may point elsewhere).
-        self._client = MlflowClient(os.environ.get(URI_ENV) or self.uri)
+        self._client = MlflowClient(self.active_uri)
         self._experiment_id = ensure_experiment(self._client, self.experiment)
         self._parent_id, _ = ensure_run(self._client, self._experiment_id, self.stage,
                                         {TAG_STAGE: self.stage, TAG_KEY: self.key})
@@ -157,34 +204,38 @@ class TrialTracker(tune.Callback):
             if created:
                 arm = trial.config.get("arm")
                 log_params(self._client, run_id, {**self.arms.get(arm, {}), **trial.config})
-                tags = {**self.tags, **({TAG_ARM: str(arm)} if arm is not None else {})}
-                for name, value in tags.items():
-                    self._client.set_tag(run_id, name, value)
-            history = self._client.get_metric_history(run_id, TASK_METRICS[0])
+                set_tags(self._client, run_id, {**self.tags, **({TAG_ARM: str(arm)} if arm is not None else {})})
+            history = self._client.get_metric_history(run_id, STEP_KEY)
             self._last_step[trial.trial_id] = max((m.step for m in history), default=-1)
             self._runs[trial.trial_id] = run_id
         return run_id
 
+    @_store_call
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._run(trial)
 
+    @_store_call
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self._run(trial)
         step = int(result.get(TIME_ATTR, 0)) - 1
-        if result.get("models_saved") or result.get("diverged") or step <= self._last_step[trial.trial_id]:
-            return  # not a new task (a re-reported or replayed one is never logged twice)
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(result[k]), now, step) for k in TASK_METRICS if k in result]
-        row = result["accuracy_matrix"][-1]
-        metrics += [Metric(f"accuracy_task_{j}", float(v), now, step) for j, v in enumerate(row)]
+        if result.get("models_saved"):  # the closing result of a final run: its end-of-run metrics
+            self._client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in end_metrics(result).items()])
+            return
+        if result.get("diverged") or step <= self._last_step[trial.trial_id]:
+            return  # not a new task (a re-reported or replayed one is never logged twice)
+        values = {**task_metrics(result), **end_metrics(result)}  # the objective's key only at the last task
+        values.update({f"accuracy_task_{j}": float(v) for j, v in enumerate(result["accuracy_matrix"][-1])})
         if self._ended.pop(trial.trial_id, None) is not None:  # a new task: the run goes on
             self._client.update_run(run_id, status="RUNNING")
-        self._client.log_batch(run_id, metrics=metrics)
+        self._client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
         self._last_step[trial.trial_id] = step
 
+    @_store_call
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, error=False)
 
+    @_store_call
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, error=True)
 
@@ -196,7 +247,9 @@ class TrialTracker(tune.Callback):
         state = outcome(result, error)
         if trial.trial_id in self._ended:
             return  # ended before a restore and no new task logged since: its record stands
-        self._client.set_tag(run_id, TAG_OUTCOME, state)
+        done, total = int(result.get(TIME_ATTR, 0)), int(result.get("num_tasks", 0)) or "?"
+        set_tags(self._client, run_id, {TAG_OUTCOME: state, TAG_TASKS: str(done),
+                                        TAG_NOTE: OUTCOME_NOTE[state].format(done=done, total=total)})
         if result.get("error_message"):
             self._client.set_tag(run_id, "hypermask.error", str(result["error_message"])[:500])
         matrix = result.get("accuracy_matrix")
@@ -208,5 +261,36 @@ class TrialTracker(tune.Callback):
             with trial.checkpoint.as_directory() as folder:
                 if (Path(folder) / MODEL_DIR).is_dir():
                     self._client.log_artifacts(run_id, str(Path(folder) / MODEL_DIR), MODEL_DIR)
-        status = {COMPLETED: "FINISHED", PRUNED: "KILLED"}.get(state, "FAILED")
-        self._client.set_terminated(run_id, status=status)
+        self._client.set_terminated(run_id, status=RUN_STATUS[state])
+
+
+@dataclass(frozen=True)
+class EndedTrial:
+    """A trial Tune has ended, as the tracker's callbacks see one, rebuilt from its Ray result."""
+
+    trial_id: str
+    config: dict[str, Any]
+    last_result: dict[str, Any]
+    checkpoint: Any = None
+
+
+def close_open_runs(tracker: TrialTracker, results: Any) -> list[str]:
+    """Record the trials whose run is still open although Tune has ended them (the study stopped between a
+    trial's end and its record, e.g. when the tracking server went away): their last task and their end,
+    from Ray's results, through the tracker's own callbacks. Returns the trial ids recorded."""
+    tracker.setup()
+    found = tracker._client.search_runs(
+        [tracker._experiment_id], max_results=10000,
+        filter_string=f"tags.`{TAG_PARENT}` = '{tracker._parent_id}' and attributes.status = 'RUNNING'")
+    open_trials = {r.data.tags.get(TAG_TRIAL) for r in found}
+    closed = []
+    for result in results:
+        metrics = dict(result.metrics or {})
+        trial = EndedTrial(str(metrics.get("trial_id", "")), dict(result.config or {}), metrics, result.checkpoint)
+        if trial.trial_id not in open_trials:
+            continue
+        if metrics and not metrics.get("models_saved"):
+            tracker.on_trial_result(0, [], trial, metrics)
+        tracker._finish(trial, error=result.error is not None)
+        closed.append(trial.trial_id)
+    return closed

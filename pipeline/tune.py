@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pipeline import journal
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
 from pipeline.outputs import fresh_dir, no_search, skipped, write_csv, write_json
@@ -15,7 +17,6 @@ from pipeline.runner import Experiment, TrialRecord, run_experiment
 from pipeline.keys import study_identity
 from pipeline.search import build_scheduler, build_searcher, rung_task
 from pipeline.studies import Study, load_checked_study
-
 
 
 def best_trial(records: list[TrialRecord], study: Study) -> TrialRecord:
@@ -57,7 +58,8 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     search, asha = params.search_settings(), params.asha_settings()
     experiment = Experiment("tune", study, study_identity(layout.root, "tune", study, params, search=search,
                                                            asha=asha),
-                            num_samples=study.trials, searcher=build_searcher(study, params),
+                            num_samples=study.trials,
+                            searcher=partial(build_searcher, study, params),
                             scheduler=build_scheduler(study, params), trial_seed=params.trial_seed,
                             parent_params={"profile": params.profile.name, **study.describe(),
                                            "trial_seed": params.trial_seed})
@@ -83,11 +85,16 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         "trials": [r.to_dict() for r in run.records],
         "resources_per_trial": run.resources, "trial_plan": run.plan.to_dict(), "wall_s": round(run.wall_s, 1),
         "resumed": run.resumed,
+        "optuna": {**run.optuna, "trials_file": layout.optuna_trials(name).name,
+                   "dashboard": f"optuna-dashboard {run.optuna['storage']}"},
         "mlflow": {"experiment_id": run.experiment_id, "parent_run_id": run.parent_id,
                    "tracking_uri": run.client.tracking_uri},
     }
     write_json(_replace_dir(layout, name), summary)
     write_csv(layout.tune_dir(name) / "trials.csv", trial_rows(run.records, study))
+    write_json(layout.optuna_trials(name),  # the report's copy: the journal is outside DVC's outputs
+               {"study_name": run.optuna["study_name"], "direction": journal.DIRECTIONS[study.mode],
+                "trials": journal.load_rows(Path(run.optuna["storage"]), run.optuna["study_name"])})
     run.close({f"best_{study.metric}": best.metrics[study.metric], "wall_s": run.wall_s,
                **{f"trials_{k}": v for k, v in summary["counts"].items()}})
     return summary

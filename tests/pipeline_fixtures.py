@@ -40,6 +40,13 @@ def copy_project(dest: Path, **params: Any) -> Path:
     return dest
 
 
+def commit(root: Path) -> None:
+    """Commit everything in ``root``'s git repository (the runs then record a clean tree)."""
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "project"], cwd=root, check=True)
+
+
 def set_params(root: Path, **values: Any) -> None:
     """Replace top-level keys of ``root/params.yaml``."""
     path = root / "params.yaml"
@@ -89,7 +96,7 @@ def runs_by_parent(uri: str, experiment: str) -> dict[str, tuple[Any, list[Any]]
             for p in parents}
 
 
-def metric_steps(uri: str, run_id: str, key: str = "average_accuracy") -> list[int]:
+def metric_steps(uri: str, run_id: str, key: str = "task_average_accuracy") -> list[int]:
     from mlflow.tracking import MlflowClient
 
     return [m.step for m in MlflowClient(uri).get_metric_history(run_id, key)]

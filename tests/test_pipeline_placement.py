@@ -144,6 +144,7 @@ def test_an_impossible_request_on_fake_gpus_fails_before_any_trial(fake_gpus, ca
 def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
     import yaml
 
+    from pipeline.layout import Layout
     from pipeline.params import parse_params
     from pipeline.runner import _tuner
     from pipeline_fixtures import REPO
@@ -155,5 +156,6 @@ def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
     assert plan.concurrency == 2 != study.concurrency  # raised from 1 to fill the 2 GPUs
     storage = str(tmp_path / "ray_storage")
     trainable = trial_trainable(exp, {}, plan, experiment=f"{storage}/{exp.name('k')}")
-    tuner, resumed = _tuner(params, exp, "k", storage, trainable, "sqlite://", plan.concurrency)
+    tuner, resumed = _tuner(Layout.at(tmp_path), params, exp, "k", storage, trainable, "sqlite://", {},
+                            plan.concurrency)
     assert not resumed and tuner._local_tuner._tune_config.max_concurrent_trials == 2

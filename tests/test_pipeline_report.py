@@ -3,21 +3,28 @@ written from hand-made stage outputs in a temporary project (no training)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 import yaml
 
 from hypermask.config import resolve_config
 from pipeline.compare import NOT_COMPARABLE, comparable, paired, reductions, verdict
 from pipeline.final import stage_outputs
+from pipeline.importance import analyse
+from pipeline.journal import trial_rows
 from pipeline.layout import Layout
 from pipeline.outputs import no_search, write_json
 from pipeline.params import load_params
+from pipeline.publish import EXPERIMENT
+from pipeline.report import run as report_stage
 from pipeline.report import write_report
 from pipeline.results import COMPLETED
 from pipeline.runner import TrialRecord
-from pipeline.studies import load_study
+from pipeline.studies import load_study, parse_study
 from pipeline_fixtures import copy_project, write_study
 
 SPACE = {"beta": {"loguniform": [1.0e-4, 1.0e-1]}, "lr": {"choice": [1.0e-3, 3.0e-3]}}
@@ -65,14 +72,33 @@ def _record(arm: str, seed: int, accuracy: float) -> TrialRecord:
                        run_id="")
 
 
-def _write_outputs(layout: Layout, name: str, scores: dict[str, dict[int, float]], searched: bool) -> dict:
-    """The tune and final outputs of ``name`` as the stages write them, from per-arm per-seed accuracies."""
+def _optuna_table(study, finished: int) -> dict:
+    """An Optuna trial table as the tune stage copies it: ``finished`` complete trials whose objective
+    follows beta alone (lr changes nothing), one pruned trial."""
+    made = optuna.create_study(direction="maximize")
+    distributions = {k: study.space[k].distribution() for k in ("beta", "lr")}
+    for i in range(finished):
+        beta, lr = 1.0e-4 * 10 ** (3 * i / max(finished - 1, 1)), [1.0e-3, 3.0e-3][i % 2]
+        made.add_trial(optuna.trial.create_trial(params={"beta": beta, "lr": lr}, distributions=distributions,
+                                                 value=90.0 + 2.0 * math.log10(beta / 1.0e-4)))
+    made.add_trial(optuna.trial.create_trial(params={"beta": 0.05, "lr": 1.0e-3}, distributions=distributions,
+                                             state=optuna.trial.TrialState.PRUNED))
+    return {"study_name": "tune-x-k", "direction": "maximize", "trials": trial_rows(made.trials)}
+
+
+def _write_outputs(layout: Layout, name: str, scores: dict[str, dict[int, float]], searched: bool,
+                   finished: int = 4) -> dict:
+    """The tune and final outputs of ``name`` as the stages write them, from per-arm per-seed accuracies
+    (with a search: an Optuna trial table of ``finished`` finished trials)."""
     params = load_params(layout.params_file)
     study = load_study(layout, name, params.profile, params.trial_seed)
     if searched:
         tuned = {"study": name, "status": "done", "key": "k", "trials": [], "wall_s": 10.0, "rung_task": 2,
                  "counts": {"completed": 3, "pruned": 0, "diverged": 0, "failed": 0}, "asha": {"enabled": True},
-                 "best": {"config": BEST, "objective": 98.0}, "space": study.space_spec()}
+                 "best": {"config": BEST, "objective": 98.0}, "space": study.space_spec(),
+                 "optuna": {"storage": "/s/tune-x-k.optuna.log", "study_name": "tune-x-k",
+                            "dashboard": "optuna-dashboard /s/tune-x-k.optuna.log"}}
+        write_json(layout.optuna_trials(name), _optuna_table(study, finished))
         arms = {"tuned": BEST, "published": {}}
     else:
         tuned, arms = no_search(name, params.profile.name), {"published": {}}
@@ -104,7 +130,7 @@ def test_report_puts_tuned_beside_published_and_the_paper_only_beside_a_full_bud
     assert metrics["difference"]["average_accuracy"]["exceeds_spread"]
     assert metrics["tuned"]["average_accuracy"]["mean"] == pytest.approx(98.2)
     _write_outputs(layout, "full", {"tuned": {1: 99.5, 2: 99.7, 3: 99.6},
-                                    "published": {1: 99.61, 2: 99.55, 3: 99.44}}, searched=True)
+                                    "published": {1: 99.61, 2: 99.55, 3: 99.44}}, searched=True, finished=12)
 
     report = write_report(layout, load_params(layout.params_file)).read_text()
     rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines() if line.startswith("| ")}
@@ -118,8 +144,49 @@ def test_report_puts_tuned_beside_published_and_the_paper_only_beside_a_full_bud
            "train_subset all → 2000" in report
     assert "Full published budget: the published arm is comparable with the paper (99.60)." in report
     assert "| beta | 0.002 | 0.001 |" in report  # the tuned value beside the published one
-    for name in ("tuned_vs_published", "reduced_accuracy_matrix", "full_search"):
+    for name in ("tuned_vs_published", "reduced_accuracy_matrix", "full_search", "reduced_optuna_history",
+                 "full_optuna_history", "full_optuna_importances"):
         assert (layout.reports_dir / "plots" / f"{name}.png").stat().st_size > 1000
+    # Importances only from ten finished trials on, and then beta (which alone moves the objective) first.
+    assert "rests on 4 trials that reached the last task: too few (fewer than 10) to say which parameters " \
+           "matter, so no importance is claimed." in report
+    assert not (layout.reports_dir / "plots" / "reduced_optuna_importances.png").exists()
+    claim = next(line for line in report.splitlines() if "rests on 12 trials" in line)
+    assert "beta mattered most for val_average_accuracy" in claim
+    assert "`optuna-dashboard /s/tune-x-k.optuna.log`" in claim
+
+
+def test_the_report_stage_logs_the_report_and_its_plots_as_a_run_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "bushy-exp")
+    layout = _project(tmp_path, {"reduced": REDUCED})
+    _write_outputs(layout, "reduced", {"tuned": {1: 98.0, 2: 98.2, 3: 98.4}, "published": {1: 97.0, 2: 97.1, 3: 97.2}},
+                   searched=True)
+    params = load_params(layout.params_file)
+    report_stage(layout, params)
+    report_stage(layout, params)  # the same report again: no second run
+    client = MlflowClient(f"sqlite:///{layout.root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    tags = runs[0].data.tags
+    assert tags["hypermask.stage"] == "report" and tags["hypermask.dvc.experiment"] == "bushy-exp"
+    assert {"hypermask.version.torch", "hypermask.version.optuna", "hypermask.version.python"} <= set(tags)
+    logged = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    plots = {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
+    assert logged == {"report.md", "plots"}
+    assert plots == {f"plots/{p.name}" for p in (layout.reports_dir / "plots").glob("*.png")} and plots
+
+
+def test_importances_need_ten_finished_trials_and_a_varied_parameter() -> None:
+    study = parse_study("reduced", REDUCED, "studies/reduced.yaml")
+    rows = _optuna_table(study, 12)["trials"]
+    found = analyse(rows, "max")
+    assert found.finished == 12 and list(found.importances)[0] == "beta" and found.varied == ["beta", "lr"]
+    assert [b for _, _, b in found.history] == sorted(b for _, _, b in found.history)  # best so far only rises
+    assert analyse(rows[:9], "max").importances == {}
+    same = [{**r, "params": {**r["params"], "lr": 1.0e-3}} for r in rows]
+    assert analyse(same, "max").varied == ["beta"]
 
 
 def test_a_profile_without_search_reports_the_published_runs_beside_the_paper(tmp_path: Path) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import pickle
+import subprocess
 from pathlib import Path
 
 import pytest
+import ray
+from mlflow.tracking import MlflowClient
 
 from pipeline import cluster, runner, trainable
 from pipeline.final import final_study
@@ -14,7 +16,7 @@ from pipeline.layout import Layout
 from pipeline.params import load_params
 from pipeline.report import write_report
 from pipeline.tune import tune_study
-from pipeline_fixtures import TINY_STUDY, copy_project, metric_steps, only_studies, runs_by_parent, write_study
+from pipeline_fixtures import TINY_STUDY, commit, copy_project, metric_steps, only_studies, runs_by_parent, write_study
 
 DIVERGING_LR, CRASHING_LR = 1.0e30, 3.0e-3
 STUDY = {**TINY_STUDY, "initial_points": [
@@ -37,7 +39,9 @@ def project(tmp_path: Path, mirror: Path, monkeypatch) -> Layout:
                         ray={"storage": f"file://{tmp_path / 'project' / 'ray_storage'}", "max_failures": 1})
     write_study(root, "tiny", STUDY)
     only_studies(root, "tiny", tasks=2)  # the tiny study's two tasks over the test profile's three
+    commit(root)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "tiny-exp")
 
     def crashing_trial(config, **kwargs):  # defined here, so Ray ships it by value to the workers
         if config.get("lr") == CRASHING_LR:
@@ -48,12 +52,15 @@ def project(tmp_path: Path, mirror: Path, monkeypatch) -> Layout:
     return Layout.at(root)
 
 
-def _optuna_states(layout: Layout) -> list[str]:
-    state_file = max((layout.root / "ray_storage").glob("tune-tiny-*/searcher-state-*.pkl"),
-                     key=lambda path: path.stat().st_mtime)  # a restore writes a newer snapshot
-    with state_file.open("rb") as handle:
-        searcher = pickle.load(handle)
-    return sorted(t.state.name for t in searcher["_ot_study"].trials)
+def _optuna_states(summary: dict) -> list[str]:
+    """The trial states of the search's Optuna study, read from its journal as the summary names it."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(summary["optuna"]["storage"]))
+    study = optuna.load_study(study_name=summary["optuna"]["study_name"], storage=storage)
+    return sorted(t.state.name for t in study.trials)
 
 
 def _checkpoints(storage: Path) -> list[Path]:
@@ -74,11 +81,25 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert summary["best"]["config"] == {"beta": 5.0e-3, "lr": 1.0e-3} and len(summary["trials"]) == 3
     assert summary["objective"] == {"metric": "val_average_accuracy", "mode": "max"}
     assert summary["best"]["objective"] == summary["best"]["metrics"]["val_average_accuracy"]
-    assert _optuna_states(project) == ["COMPLETE", "FAIL", "FAIL"]
+    assert _optuna_states(summary) == ["COMPLETE", "FAIL", "FAIL"]
+    journal = Path(summary["optuna"]["storage"])  # beside the Tune experiment, named after the stage key
+    assert journal.parent == project.root / "ray_storage" and summary["key"] in summary["optuna"]["study_name"]
+    assert (project.root / "ray_storage" / summary["optuna"]["study_name"]).is_dir()
+    copied = json.loads(project.optuna_trials("tiny").read_text())
+    assert sorted(t["state"] for t in copied["trials"]) == ["COMPLETE", "FAIL", "FAIL"]
 
     stages = runs_by_parent(uri, "tiny")
     parent, children = stages["tune"]
     assert parent.info.status == "FINISHED" and parent.data.params["trials"] == "3"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True, text=True).stdout
+    for run in (parent, *children):  # what every run was made from
+        assert run.data.tags["mlflow.source.git.commit"] == head.strip()
+        assert run.data.tags["hypermask.git.dirty"] == "false"
+        assert run.data.tags["hypermask.dvc.experiment"] == "tiny-exp"
+        assert run.data.tags["hypermask.version.ray"] == ray.__version__
+    assert parent.data.params["config.benchmark"] == "split_mnist"
+    inputs = MlflowClient(uri).get_run(parent.info.run_id).inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == ["mnist"] and "t10k-images-idx3-ubyte" in inputs[0].dataset.profile
     assert len(children) == 3
     by_outcome = {c.data.tags["hypermask.outcome"]: c for c in children}
     assert set(by_outcome) == {"completed", "diverged", "failed"}
@@ -88,13 +109,18 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert float(done.data.params["lr"]) == 1.0e-3
     assert metric_steps(uri, done.info.run_id) == [0, 1]  # one value per task, step = task index
     assert metric_steps(uri, done.info.run_id, "accuracy_task_1") == [1]
-    assert metric_steps(uri, done.info.run_id, "val_average_accuracy") == [0, 1]
+    assert metric_steps(uri, done.info.run_id, "task_val_average_accuracy") == [0, 1]
+    assert metric_steps(uri, done.info.run_id, "val_average_accuracy") == [1]  # the objective: last task only
     assert 50.0 < done.data.metrics["average_accuracy"] <= 100.0
     # Ended trials keep no checkpoint; the search's superseded experiment is gone, the others stay.
     tune_dir = storage / f"tune-tiny-{summary['key']}"
     assert sorted(p.name for p in storage.iterdir()) == sorted([tune_dir.name, *earlier[1:]])
     assert len([p for p in tune_dir.iterdir() if p.is_dir()]) == 3  # the trials' folders
     assert _checkpoints(tune_dir) == []
+    assert "val_average_accuracy" not in by_outcome["diverged"].data.metrics
+    ranked = MlflowClient(uri).search_runs([parent.info.experiment_id], order_by=["metrics.val_average_accuracy DESC"],
+                                           filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert ranked[0].data.tags["hypermask.trial_id"] == summary["best"]["trial_id"]
 
     # The same stage again restores the finished study: no trial runs twice (failed ones included),
     # no run is duplicated.
@@ -104,7 +130,8 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     ended = {c.info.run_id: (c.info.end_time, c.info.status) for c in children}
     assert {c.info.run_id: (c.info.end_time, c.info.status) for c in children_again} == ended
     assert metric_steps(uri, done.info.run_id) == [0, 1]
-    assert _optuna_states(project) == ["COMPLETE", "FAIL", "FAIL"]
+    assert _optuna_states(again) == ["COMPLETE", "FAIL", "FAIL"]  # the restored search goes on in its journal
+    assert again["optuna"] == summary["optuna"]
 
     # The final stage trains both arms on the same seeds: tuned (the best beta) and published (the
     # library's beta), everything else equal; every run is tagged with its arm and the profile.
@@ -126,13 +153,14 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert sorted((c.data.tags["hypermask.arm"], c.data.params["seed"]) for c in final_children) == \
         [(arm, seed) for arm in ("published", "tuned") for seed in ("1", "2", "3")]
     assert {c.data.tags["hypermask.profile"] for c in final_children} == {"test"}
+    for child in final_children:  # every end-of-run metric, beside the running per-task ones
+        assert {"mask_density", "task_inference_accuracy", "class_incremental_accuracy", "average_accuracy",
+                "task_average_accuracy"} <= set(child.data.metrics)
     for child in final_children:  # the tuned values only in the tuned arm
         tuned_arm = child.data.tags["hypermask.arm"] == "tuned"
         assert (child.data.params.get("beta") == "0.005") == tuned_arm
     runs = json.loads((project.final_dir("tiny") / "runs.json").read_text())
     assert runs["arms"]["published"]["settings"] == {} and runs["arms"]["tuned"]["seeds_finished"] == [1, 2, 3]
-    from mlflow.tracking import MlflowClient
-
     for child in final_children:  # every model reached MLflow before its checkpoint was deleted
         models = [a.path for a in MlflowClient(uri).list_artifacts(child.info.run_id, "model")]
         assert {"model/hypernetwork.pt", "model/embeddings.pt", "model/target.pt"} <= set(models)

@@ -1,0 +1,55 @@
+"""The Optuna study of a search on disk: a JournalStorage file beside the Tune experiment in Ray's storage,
+named after the stage key, and its trial table as the ``tune`` stage's output (read by the report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import optuna
+from optuna.distributions import distribution_to_json, json_to_distribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+SUFFIX = ".optuna.log"
+DIRECTIONS = {"max": "maximize", "min": "minimize"}
+
+
+def journal_path(storage: str, experiment: str, local: Path) -> Path:
+    """``<ray storage>/<experiment>.optuna.log``, beside the Tune experiment folder. A journal needs a file
+    system and only the driver writes it, so with Ray's storage at a URI (``s3://...``) it is kept in the
+    driver's ``local`` folder instead."""
+    return (local if "://" in storage else Path(storage)) / f"{experiment}{SUFFIX}"
+
+
+def open_storage(path: Path, fresh: bool = False) -> JournalStorage:
+    """The journal at ``path`` (created with its folder); ``fresh`` drops an earlier journal first (a
+    search that starts afresh must not inherit the trials of a Tune experiment that is gone)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        path.unlink(missing_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def trial_rows(trials: Iterable[FrozenTrial]) -> list[dict[str, Any]]:
+    """A study's trials as JSON-able rows: number, state, value, parameters and their distributions."""
+    return [{"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
+             "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
+             "intermediate": {str(k): v for k, v in t.intermediate_values.items()}}
+            for t in trials]
+
+
+def load_rows(path: Path, name: str) -> list[dict[str, Any]]:
+    """The trial rows of study ``name`` in the journal at ``path``."""
+    return trial_rows(optuna.load_study(study_name=name, storage=open_storage(path)).trials)
+
+
+def study_from_rows(rows: Iterable[Mapping[str, Any]], mode: str) -> optuna.Study:
+    """An in-memory study holding the finished trials of ``rows`` (for Optuna's analysis functions)."""
+    study = optuna.create_study(direction=DIRECTIONS[mode])
+    study.add_trials([optuna.trial.create_trial(
+        state=TrialState.COMPLETE, value=row["value"], params=row["params"],
+        distributions={k: json_to_distribution(d) for k, d in row["distributions"].items()})
+        for row in rows if row["state"] == TrialState.COMPLETE.name])
+    return study

@@ -1,0 +1,47 @@
+"""The search's Optuna study on disk: where its journal lives, a fresh start, and Tune's restore of the
+searcher continuing the same study (no Ray needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import yaml
+
+from pipeline.journal import journal_path, load_rows, open_storage
+from pipeline.params import parse_params
+from pipeline.search import build_searcher
+from pipeline.studies import parse_study
+from pipeline_fixtures import REPO, TINY_STUDY
+
+RESULT = {"task": 2, "val_average_accuracy": 90.0, "completed": True, "diverged": False}
+
+
+def test_the_journal_lies_beside_the_tune_experiment_or_locally_for_a_uri(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    assert journal_path(str(tmp_path / "rs"), "tune-s-k", local) == tmp_path / "rs" / "tune-s-k.optuna.log"
+    assert journal_path("s3://bucket/rs", "tune-s-k", local) == local / "tune-s-k.optuna.log"
+
+
+def test_a_restored_searcher_continues_its_study_in_the_journal(tmp_path: Path) -> None:
+    study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
+    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "test")
+    path = tmp_path / "rs" / "tune-tiny-k.optuna.log"
+    searcher = build_searcher(study, params, "tune-tiny-k", open_storage(path, fresh=True))
+    assert searcher._sampler._constant_liar
+    for trial_id in ("a", "b"):
+        searcher.suggest(trial_id)
+    searcher.on_trial_complete("a", RESULT)
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("c")  # asked after the last snapshot: Tune will never hear of it again
+
+    restored = build_searcher(study, params)  # as Tune re-creates it, then restores its pickled state
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_complete("b", {**RESULT, "val_average_accuracy": 80.0})
+    rows = load_rows(path, "tune-tiny-k")
+    assert [(r["number"], r["state"], r["value"]) for r in rows] == [(0, "COMPLETE", 90.0), (1, "COMPLETE", 80.0),
+                                                                     (2, "FAIL", None)]
+    assert optuna.load_study(study_name="tune-tiny-k", storage=open_storage(path)).best_value == 90.0
+
+    build_searcher(study, params, "tune-tiny-k", open_storage(path, fresh=True))  # a fresh search: a new study
+    assert load_rows(path, "tune-tiny-k") == []
