@@ -227,6 +227,7 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
             grid = tuner.fit()
             tracking.close_open_runs(_tracker(params, exp, key, uri, tags), grid)
             for gone in remove_superseded(storage, exp.prefix, key):
+                journal.journal_path(storage, Path(gone).name, layout.local_storage).unlink(missing_ok=True)
                 print(f"removed {gone} (superseded by {exp.name(key)})", flush=True)
     except BaseException as err:
         if parent_id:

@@ -73,8 +73,9 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     uri = f"sqlite:///{project.root / 'mlflow.db'}"
     storage = project.root / "ray_storage"
     earlier = ["tune-tiny-0123456789ab", "final-tiny-0123456789ab", "tune-other-0123456789ab"]
-    for name in earlier:  # experiments of keys that this run supersedes (or of another study)
+    for name in earlier:  # experiments of keys that this run supersedes (or of another study), with journals
         (storage / name / "run_trial_1" / "state").mkdir(parents=True)
+        (storage / f"{name}.optuna.log").write_text("")
 
     summary = tune_study(project, params, "tiny")
     assert summary["counts"] == {"completed": 1, "pruned": 0, "diverged": 1, "failed": 1}
@@ -114,7 +115,8 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert 50.0 < done.data.metrics["average_accuracy"] <= 100.0
     # Ended trials keep no checkpoint; the search's superseded experiment is gone, the others stay.
     tune_dir = storage / f"tune-tiny-{summary['key']}"
-    assert sorted(p.name for p in storage.iterdir()) == sorted([tune_dir.name, *earlier[1:]])
+    kept = [tune_dir.name, *earlier[1:]]  # the superseded search's journal goes with its experiment
+    assert sorted(p.name for p in storage.iterdir()) == sorted(kept + [f"{n}.optuna.log" for n in kept])
     assert len([p for p in tune_dir.iterdir() if p.is_dir()]) == 3  # the trials' folders
     assert _checkpoints(tune_dir) == []
     assert "val_average_accuracy" not in by_outcome["diverged"].data.metrics
@@ -166,7 +168,8 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
         assert {"model/hypernetwork.pt", "model/embeddings.pt", "model/target.pt"} <= set(models)
     left = sorted(p.name for p in storage.iterdir())
     final_dirs = [name for name in left if name.startswith("final-tiny-")]
-    assert len(final_dirs) == 1 and left == sorted([tune_dir.name, final_dirs[0], earlier[2]])
+    assert len(final_dirs) == 1 and left == sorted([tune_dir.name, final_dirs[0], earlier[2]] +
+                                                   [f"{n}.optuna.log" for n in (tune_dir.name, earlier[2])])
     assert final_dirs[0] != earlier[1] and _checkpoints(storage / final_dirs[0]) + _checkpoints(tune_dir) == []
 
     report = write_report(project, params).read_text()
