@@ -22,6 +22,7 @@ from ray import tune
 
 STATE_DIR = "state"
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders in a trial's folder
+PART = ".part"  # an upload in progress (left behind only by a kill)
 
 
 def is_uri(location: str) -> bool:
@@ -62,11 +63,11 @@ class TrialState:
         if self.fs is None:
             return
         self.fs.create_dir(self.remote, recursive=True)
-        for file in sorted(p for p in self.folder.iterdir() if p.is_file()):
+        for file in sorted(p for p in self.folder.iterdir() if p.is_file() and p.suffix != PART):
             target = f"{self.remote}/{file.name}"
-            with file.open("rb") as source, self.fs.open_output_stream(f"{target}.part") as out:
+            with file.open("rb") as source, self.fs.open_output_stream(target + PART) as out:
                 shutil.copyfileobj(source, out, 1 << 22)
-            self.fs.move(f"{target}.part", target)
+            self.fs.move(target + PART, target)
 
 
 def experiment_location(storage: str, name: str) -> str:

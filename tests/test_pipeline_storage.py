@@ -50,8 +50,11 @@ def test_trial_state_is_kept_on_the_storage_across_restarts(tmp_path: Path, uri:
         working = state.folder
     assert (working == kept) != uri and working.exists() != uri  # a URI's working copy is removed
     assert _folders(kept) == ["checkpoint.pt"]
+    (kept / "checkpoint.pt.part").write_bytes(b"torn")  # an upload cut short by a kill
     with trial_state(location) as state:  # a retried or restored trial starts from what was stored
         assert (state.folder / "checkpoint.pt").read_bytes() == (b"task 1" if uri else b"task 2")
+        state.persist()
+    assert _folders(kept) == ["checkpoint.pt"] + ([] if uri else ["checkpoint.pt.part"])  # replaced, not re-sent
 
 
 class _Trial:
