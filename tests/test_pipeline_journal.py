@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from pipeline.journal import journal_path, load_rows, open_storage
+from pipeline.journal import journal_path, load_rows, open_storage, release_stale_lock
 from pipeline.params import parse_params
 from pipeline.search import build_searcher
 from pipeline.studies import parse_study
@@ -45,3 +45,12 @@ def test_a_restored_searcher_continues_its_study_in_the_journal(tmp_path: Path) 
 
     build_searcher(study, params, "tune-tiny-k", open_storage(path, fresh=True))  # a fresh search: a new study
     assert load_rows(path, "tune-tiny-k") == []
+
+
+def test_a_lock_left_by_a_killed_stage_does_not_hold_up_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "tune-s-k.optuna.log"
+    optuna.create_study(study_name="s", storage=open_storage(path))
+    lock = tmp_path / "tune-s-k.optuna.log.lock"
+    lock.symlink_to(path)  # how Optuna's file lock looks while a write is under way
+    release_stale_lock(path)
+    assert not lock.is_symlink() and load_rows(path, "s") == []
