@@ -3,6 +3,7 @@ named after the stage key, and its trial table as the ``tune`` stage's output (r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -10,6 +11,7 @@ import optuna
 from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import LOCK_FILE_SUFFIX
 from optuna.trial import FrozenTrial, TrialState
 
 SUFFIX = ".optuna.log"
@@ -23,10 +25,20 @@ def journal_path(storage: str, experiment: str, local: Path) -> Path:
     return (local if "://" in storage else Path(storage)) / f"{experiment}{SUFFIX}"
 
 
+def release_stale_lock(path: Path) -> None:
+    """Remove the write lock a killed stage left on the journal at ``path``. Only a stage's driver writes
+    its journal, one stage run at a time, so a lock found before the stage starts is stale (Optuna would
+    wait 30 s before breaking it)."""
+    lock = Path(f"{path}{LOCK_FILE_SUFFIX}")
+    if os.path.lexists(lock):
+        lock.unlink()
+
+
 def open_storage(path: Path, fresh: bool = False) -> JournalStorage:
     """The journal at ``path`` (created with its folder); ``fresh`` drops an earlier journal first (a
     search that starts afresh must not inherit the trials of a Tune experiment that is gone)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    release_stale_lock(path)
     if fresh:
         path.unlink(missing_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))

@@ -150,10 +150,12 @@ def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, storage: s
     after the tracker has logged it (:class:`pipeline.storage.CheckpointCleaner`)."""
     name = exp.name(key)
     path = experiment_location(storage, name)
+    found = optuna_study(layout, params, exp, key)
     if tune.Tuner.can_restore(path):
         print(f"resuming {name} from {path}", flush=True)
+        if found:  # the restored searcher writes on in its journal
+            journal.release_stale_lock(Path(found["storage"]))
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False), True
-    found = optuna_study(layout, params, exp, key)
     searcher = exp.searcher(name, journal.open_storage(Path(found["storage"]), fresh=True)) if found else None
     return tune.Tuner(
         trainable,

@@ -32,6 +32,15 @@ class ContinualOptunaSearch(OptunaSearch):
         else:
             super().on_trial_complete(trial_id, None, error=state != PRUNED)
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Tell Optuna the running score, unless the journal already holds the trial as ended: the journal
+        can be ahead of Tune's restored state (a study killed after ASHA stopped a trial, before Tune
+        recorded it), and Tune then runs that trial on."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            return
+        super().on_trial_result(trial_id, result)
+
     def restore(self, checkpoint_path: str) -> None:
         """Tune's restore: the pickled state names the same journal, so the study goes on in it; trials the
         journal holds as running but the restored state never handed to Tune (asked after its last

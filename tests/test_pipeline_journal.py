@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from pipeline.journal import journal_path, load_rows, open_storage
+from pipeline.journal import journal_path, load_rows, open_storage, release_stale_lock
 from pipeline.params import parse_params
 from pipeline.search import build_searcher
 from pipeline.studies import parse_study
@@ -45,3 +45,28 @@ def test_a_restored_searcher_continues_its_study_in_the_journal(tmp_path: Path) 
 
     build_searcher(study, params, "tune-tiny-k", open_storage(path, fresh=True))  # a fresh search: a new study
     assert load_rows(path, "tune-tiny-k") == []
+
+
+def test_a_lock_left_by_a_killed_stage_does_not_hold_up_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "tune-s-k.optuna.log"
+    optuna.create_study(study_name="s", storage=open_storage(path))
+    lock = tmp_path / "tune-s-k.optuna.log.lock"
+    lock.symlink_to(path)  # how Optuna's file lock looks while a write is under way
+    release_stale_lock(path)
+    assert not lock.is_symlink() and load_rows(path, "s") == []
+
+
+def test_a_trial_the_journal_holds_as_ended_may_run_on_after_a_restore(tmp_path: Path) -> None:
+    study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
+    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "test")
+    path = tmp_path / "tune-tiny-k.optuna.log"
+    searcher = build_searcher(study, params, "tune-tiny-k", open_storage(path, fresh=True))
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's last snapshot: trial a running
+    searcher.on_trial_complete("a", {"task": 1, "val_average_accuracy": 99.0, "completed": False,
+                                     "diverged": False})  # ASHA stopped it; the study is killed here
+    restored = build_searcher(study, params)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_result("a", {"val_average_accuracy": 95.0, "training_iteration": 2})  # Tune runs it on
+    restored.on_trial_complete("a", {**RESULT, "val_average_accuracy": 95.0})
+    assert [(r["number"], r["state"]) for r in load_rows(path, "tune-tiny-k")] == [(0, "PRUNED")]
