@@ -165,3 +165,11 @@ def save_evaluation(metrics: dict[str, Any], out: str | Path) -> Path:
     target = folder / METRICS_FILE
     target.write_text(json.dumps(metrics, indent=2) + "\n")
     return target
+
+
+def evaluation_line(metrics: dict[str, Any]) -> str:
+    """One line of an evaluation's results (:meth:`TrainedModel.evaluate`)."""
+    row = metrics["accuracy_matrix"][-1]
+    same = "equal to" if metrics["reproduced"] else "different from"
+    return (f"accuracies {' '.join(f'{a:.2f}' for a in row)} | average {metrics['average_accuracy']:.2f} %, "
+            f"{same} the end of training")

@@ -112,7 +112,7 @@ class TrialTracker(tune.Callback):
     On creation: the trial's parameters (for a final run, its arm's settings too) and ``tags`` (the
     profile), plus the ``hypermask.arm`` tag of a final run. Per task: the objective metrics and the
     accuracy of every seen task (step = task index). At the end: the outcome tag, the accuracy matrix (JSON
-    and heatmap) and, when asked, the model files. Pickled into the Tune experiment, so it holds names and
+    and heatmap) and, when asked, the MLflow model. Pickled into the Tune experiment, so it holds names and
     tags, not clients or ids.
     """
 
@@ -205,8 +205,10 @@ class TrialTracker(tune.Callback):
             figure = plots.accuracy_heatmap(matrix, f"{self.experiment} {trial.trial_id}")
             self._client.log_figure(run_id, figure, "accuracy_matrix.png")
         if self.log_models and state == COMPLETED and trial.checkpoint is not None:
+            from pipeline.model import log_model
+
             with trial.checkpoint.as_directory() as folder:
                 if (Path(folder) / MODEL_DIR).is_dir():
-                    self._client.log_artifacts(run_id, str(Path(folder) / MODEL_DIR), MODEL_DIR)
+                    log_model(self._client.tracking_uri, run_id, Path(folder) / MODEL_DIR)
         status = {COMPLETED: "FINISHED", PRUNED: "KILLED"}.get(state, "FAILED")
         self._client.set_terminated(run_id, status=status)
