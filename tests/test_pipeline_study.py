@@ -121,8 +121,11 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert runs["arms"]["published"]["settings"] == {} and runs["arms"]["tuned"]["seeds_finished"] == [1, 2, 3]
     from mlflow.tracking import MlflowClient
 
-    models = [a.path for a in MlflowClient(uri).list_artifacts(final_children[0].info.run_id, "model")]
-    assert {"model/hypernetwork.pt", "model/embeddings.pt", "model/target.pt"} <= set(models)
+    client = MlflowClient(uri)
+    logged = {m.source_run_id for m in client.search_logged_models([final_parent.info.experiment_id])}
+    assert logged == {c.info.run_id for c in final_children}  # every final run, no search trial
+    tuned_runs = {c.info.run_id for c in final_children if c.data.tags["hypermask.arm"] == "tuned"}
+    assert client.get_model_version_by_alias("hypermask-tiny", "best").run_id in tuned_runs
 
     report = write_report(project, params).read_text()
     assert "| tiny | hypermask | split_mnist | 3 |" in report
