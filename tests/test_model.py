@@ -106,3 +106,14 @@ def test_hypermask_evaluate_reproduces_a_trained_folder_from_elsewhere(tmp_path,
     assert evaluated["accuracy_matrix"][-1] == trained["accuracy_matrix"][-1] and evaluated["reproduced"]
     assert "equal to the end of training" in done.stdout
     assert Path(out / "inputs.pt").is_file()
+
+
+def test_the_library_imports_no_pipeline_tools() -> None:
+    import ast
+
+    tools = {"mlflow", "ray", "optuna", "dvc", "pipeline"}
+    for path in sorted((REPO / "hypermask").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not {n.split(".")[0] for n in names} & tools, f"{path} imports {names}"
