@@ -4,6 +4,7 @@ own test data (rebuilt from the configuration and seed the model carries); write
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,4 +48,5 @@ def evaluate(uri: str, model_uri: str, out: str | Path, data_root: str | None = 
 
 def run_command(layout: Layout, args: argparse.Namespace) -> None:
     """The ``evaluate`` command of ``python -m pipeline``."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one result line, no bars
     evaluate(store_uri(layout, args.profile, args.model), args.model, args.out, args.data_root)

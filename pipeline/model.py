@@ -58,8 +58,9 @@ def _frame(found: Prediction) -> pd.DataFrame:
 
 @contextmanager
 def _store(uri: str) -> Iterator[None]:
-    """MLflow's process-wide tracking URI set to ``uri`` (unless empty) for the block (its fluent API knows no other), then
-    put back as it was (``set_tracking_uri`` also writes the environment variable)."""
+    """MLflow's process-wide tracking URI set to ``uri`` (unless empty) for the block, as its fluent API and
+    its registry know no other; then put back as it was (``set_tracking_uri`` also writes the environment
+    variable)."""
     if not uri:  # a local model folder needs no store
         yield
         return
@@ -81,7 +82,8 @@ def log_model(uri: str, run_id: str, folder: Path) -> str:
     with warnings.catch_warnings():  # integer outputs: MLflow warns they cannot hold missing values
         warnings.simplefilter("ignore", UserWarning)
         signature = infer_signature(example, _frame(model.predict(example)), params={"task": INFER_TASK})
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "pandas", "numpy"]
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy",
+                    "pandas"]
     with _store(uri), mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=HyperMaskModel(),
                                        artifacts={RUN_ARTIFACT: str(folder)}, signature=signature,
@@ -89,7 +91,7 @@ def log_model(uri: str, run_id: str, folder: Path) -> str:
     return info.model_id
 
 
-def register(client: MlflowClient, study: str, run_id: str, tags: dict[str, Any]) -> str:
+def register(client: MlflowClient, study: str, run_id: str, tags: dict[str, Any]) -> int:
     """A new version of ``hypermask-<study>`` from the model logged by run ``run_id``, aliased ``best``;
     returns the version."""
     run = client.get_run(run_id)
@@ -97,14 +99,19 @@ def register(client: MlflowClient, study: str, run_id: str, tags: dict[str, Any]
     if not logged:
         raise PipelineError(f"final run {run_id} logged no model; cannot register {registered_name(study)}")
     name = registered_name(study)
-    if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        client.create_registered_model(name, description=f"HyperMask study '{study}': the tuned configuration's "
-                                                          "final run with the best validation objective")
-    with _store(client.tracking_uri):  # the registry resolves a models:/ source through the global store
-        version = client.create_model_version(name, source=f"models:/{logged[-1]}", run_id=run_id,
-                                              tags={k: str(v) for k, v in tags.items()}, model_id=logged[-1])
-    client.set_registered_model_alias(name, ALIAS, version.version)
-    return str(version.version)
+    try:
+        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.create_registered_model(name, description=f"HyperMask study '{study}': the tuned "
+                                                              "configuration's final run with the best validation "
+                                                              "objective")
+        with _store(client.tracking_uri):  # the registry resolves a models:/ source through the global store
+            version = client.create_model_version(name, source=f"models:/{logged[-1]}", run_id=run_id,
+                                                  tags={k: str(v) for k, v in tags.items()}, model_id=logged[-1])
+        client.set_registered_model_alias(name, ALIAS, str(version.version))
+    except MlflowException as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise PipelineError(f"cannot register {name} from run {run_id}: {first}") from None
+    return int(version.version)
 
 
 def load(uri: str, model_uri: str) -> TrainedModel:

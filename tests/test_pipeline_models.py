@@ -62,7 +62,8 @@ def _run(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess:
 
 
 def test_final_registers_the_tuned_best_and_a_fresh_process_reproduces_it(project: Layout, local_ray,
-                                                                          tmp_path: Path, capsys) -> None:
+                                                                          tmp_path: Path, capsys,
+                                                                          monkeypatch) -> None:
     from mlflow.tracking import MlflowClient
 
     params = load_params(project.params_file)
@@ -83,16 +84,18 @@ def test_final_registers_the_tuned_best_and_a_fresh_process_reproduces_it(projec
     best = max(sorted(tuned, key=lambda r: int(r.data.params["seed"])),
                key=lambda r: r.data.metrics["val_average_accuracy"])
     version = client.get_model_version_by_alias("hypermask-tiny", "best")
-    assert version.run_id == best.info.run_id and version.version == "1"
+    assert version.run_id == best.info.run_id and int(version.version) == 1
     runs = json.loads((project.final_dir("tiny") / "runs.json").read_text())
-    assert runs["model"]["run_id"] == best.info.run_id and runs["model"]["version"] == "1"
+    assert runs["model"]["run_id"] == best.info.run_id and runs["model"]["version"] == 1
     assert runs["model"]["seed"] == int(best.data.params["seed"])
 
     import mlflow.models
 
-    info = mlflow.models.get_model_info(f"models:/{version.model_id}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    info = mlflow.models.get_model_info("models:/hypermask-tiny@best")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert info.signature.params.to_dict()[0]["name"] == "task" and info.saved_input_example_info is not None
-    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == [-1, 28, 28]
+    assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 28, 28]
 
     # A fresh process in another folder evaluates the registered model on the same test data.
     elsewhere = tmp_path / "elsewhere"
@@ -116,7 +119,7 @@ def test_final_registers_the_tuned_best_and_a_fresh_process_reproduces_it(projec
     # The stage again: a new version of the same model, the alias follows it.
     final_study(project, params, "tiny")
     again = client.get_model_version_by_alias("hypermask-tiny", "best")
-    assert again.version == "2" and again.run_id == best.info.run_id
+    assert int(again.version) == 2 and again.run_id == best.info.run_id
 
     # Unknown models and folders without one: one line, exit 2.
     capsys.readouterr()
