@@ -11,14 +11,16 @@ from hypermask.config import Config, ConfigError, resolve_config
 
 __version__ = "0.1.0"
 __all__ = ["Config", "ConfigError", "resolve_config", "train_continual", "RunResult", "TaskReport",
-           "DivergedError"]
+           "DivergedError", "load_model", "TrainedModel", "ModelError"]
 
-_LAZY = {"train_continual", "RunResult", "TaskReport", "DivergedError"}
+# Name -> the module that defines it.
+_LAZY = {"train_continual": "train", "RunResult": "train", "TaskReport": "train", "DivergedError": "train",
+         "load_model": "model", "TrainedModel": "model", "ModelError": "model"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from hypermask import train
+        import importlib
 
-        return getattr(train, name)
+        return getattr(importlib.import_module(f"hypermask.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'hypermask' has no attribute {name!r}")

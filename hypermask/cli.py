@@ -1,4 +1,4 @@
-"""The ``hypermask`` command: ``hypermask train`` and ``hypermask prepare``."""
+"""The ``hypermask`` command: ``hypermask train``, ``hypermask evaluate`` and ``hypermask prepare``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true",
                        help="write into a non-empty --out that holds something else (a checkpoint of another "
                             "configuration there is discarded)")
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run's model again on its test data")
+    evaluate.add_argument("--model", required=True, type=Path, help="a run's output folder (hypermask train --out)")
+    evaluate.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
+    evaluate.add_argument("--data-root", help="where to look for the dataset (default: the run's data_root)")
     prepare = commands.add_parser("prepare", help="download or copy a dataset and verify it")
     prepare.add_argument("dataset", choices=["mnist", "cifar100"])
     prepare.add_argument("--root", type=Path, default=Path("data"))
@@ -73,6 +77,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from hypermask.data import DataError
+    from hypermask.model import ModelError, evaluation_line, load_model, save_evaluation
+
+    try:
+        model = load_model(args.model)
+        metrics = model.evaluate(args.data_root)
+        written = save_evaluation(metrics, args.out)
+    except ModelError as err:
+        return _fail(str(err), 2)
+    except (DataError, OSError) as err:
+        return _fail(str(err).splitlines()[0] if str(err) else type(err).__name__, 1)
+    print(f"{evaluation_line(metrics)}; written to {written}")
+    return 0
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from hypermask.data import DataError, prepare_dataset
 
@@ -90,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hypermask`` console script."""
     args = _parser().parse_args(argv)
     try:
-        return _train(args) if args.command == "train" else _prepare(args)
+        return {"train": _train, "evaluate": _evaluate, "prepare": _prepare}[args.command](args)
     except KeyboardInterrupt:
         return _fail("interrupted before training started; nothing was written", 130)
 

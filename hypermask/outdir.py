@@ -20,7 +20,8 @@ from hypermask.paths import PathProblem, check_folder, expand, make_folder, remo
 CHECKPOINT_DIR = "checkpoint"
 LOCK_FILE = ".hypermask.lock"
 METRICS_FILE = "metrics.json"
-RUN_FILES = frozenset({METRICS_FILE, "hypernetwork.pt", "embeddings.pt", "target.pt", CHECKPOINT_DIR, LOCK_FILE})
+RUN_FILES = frozenset({METRICS_FILE, "hypernetwork.pt", "embeddings.pt", "target.pt", "inputs.pt", CHECKPOINT_DIR,
+                       LOCK_FILE})
 
 
 class OutputError(ValueError):

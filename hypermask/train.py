@@ -16,13 +16,15 @@ from tqdm.auto import tqdm
 
 from hypermask.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from hypermask.config import Config
-from hypermask.data import TaskStream, build_stream
+from hypermask.data import TaskStream, build_stream, inference_state
 from hypermask.evaluation import accuracy, evaluate_after_task, task_metrics
 from hypermask.masks import ramped_sparsity
-from hypermask.methods import ContinualMethod, build_method
-from hypermask.nets import build_target
+from hypermask.methods import ContinualMethod, build_for_stream
 from hypermask.optim import in_backward_adam, make_optimizer
 from hypermask.runtime import configure_runtime, preflight
+
+
+INPUTS_NAME = "inputs"  # inputs.pt beside the model files
 
 
 class DivergedError(RuntimeError):
@@ -53,6 +55,7 @@ class RunResult:
     method: ContinualMethod
     seconds_per_step: list[float] = field(default_factory=list)
     val_accuracy_matrix: list[list[float]] = field(default_factory=list)
+    inputs: dict = field(default_factory=dict)  # how the tasks see images (hypermask.data.inference_state)
 
     def to_dict(self) -> dict:
         """The contents of ``metrics.json``."""
@@ -61,12 +64,14 @@ class RunResult:
                 "seconds_per_step": self.seconds_per_step, "config": self.config.to_dict()}
 
     def save(self, out_dir: str | Path) -> list[Path]:
-        """Write ``metrics.json`` and the model files (hypernetwork, embeddings, target weights)."""
+        """Write ``metrics.json`` and the model files (hypernetwork, embeddings, target weights, and
+        ``inputs.pt``: how each task sees an image); :func:`hypermask.model.load_model` reads them back."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = [out / "metrics.json"]
         written[0].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        for name, value in self.method.artifacts().items():
+        pieces = {**self.method.artifacts(), **({INPUTS_NAME: self.inputs} if self.inputs else {})}
+        for name, value in pieces.items():
             torch.save(value, out / f"{name}.pt")
             written.append(out / f"{name}.pt")
         return written
@@ -178,8 +183,7 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
     if stream is None:
         stream = build_stream(cfg)
     torch.manual_seed(cfg.seed)
-    target = build_target(cfg.target, stream.input_shape, stream.classes_per_task, cfg.target_hidden)
-    method = build_method(cfg, target, len(stream)).to(device)
+    method = build_for_stream(cfg, stream.input_shape, stream.classes_per_task, len(stream)).to(device)
     matrix: list[list[float]] = []
     val_matrix: list[list[float]] = []
     seconds_per_step: list[float] = []
@@ -208,4 +212,4 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
             on_task_end(TaskReport(task, len(stream), [list(r) for r in matrix], dict(metrics),
                                    checkpoint_path, elapsed, [list(r) for r in val_matrix]))
     metrics = {**metrics, **method.summary_metrics(len(stream)), "elapsed_s": elapsed}  # also after a resume
-    return RunResult(cfg, matrix, metrics, method, seconds_per_step, val_matrix)
+    return RunResult(cfg, matrix, metrics, method, seconds_per_step, val_matrix, inference_state(stream))

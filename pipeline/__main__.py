@@ -1,4 +1,5 @@
-"""``python -m pipeline [--root DIR] [--profile NAME] {check,prepare,tune,final,sweep,report} [STUDY]``."""
+"""``python -m pipeline [--root DIR] [--profile NAME] {check,prepare,tune,final,sweep,report} [STUDY]`` and
+``python -m pipeline evaluate --model URI --out DIR``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import sys
 
 from pipeline.errors import PipelineError
 
-# Stage -> the module whose ``run(layout, params, study)`` carries it out (imported only when run).
+# Stage -> the module whose ``run(layout, params, study)`` carries it out (imported only when run);
+# ``evaluate`` (a command, not a DVC stage) -> the module whose ``run_command(layout, args)`` does.
 STAGES = {"check": "pipeline.prepare", "prepare": "pipeline.prepare", "tune": "pipeline.tune",
-          "final": "pipeline.final", "sweep": "pipeline.sweep", "report": "pipeline.report"}
+          "final": "pipeline.final", "sweep": "pipeline.sweep", "report": "pipeline.report",
+          "evaluate": "pipeline.evaluate"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
         sub = stages.add_parser(stage, help=f"the {stage} stage of one study")
         sub.add_argument("study")
     stages.add_parser("report", help="write reports/report.md and its plots")
+    evaluate = stages.add_parser("evaluate", help="evaluate a logged or registered model on its test data")
+    evaluate.add_argument("--model", required=True,
+                          help="models:/hypermask-<study>@best, models:/<name>/<version>, runs:/<run id>/model "
+                               "or a local MLflow model folder")
+    evaluate.add_argument("--out", required=True, help="folder for metrics.json")
+    evaluate.add_argument("--data-root", help="where to look for the dataset (default: the run's data_root)")
     return parser
 
 
@@ -32,8 +41,11 @@ def run(args: argparse.Namespace) -> None:
     from pipeline.params import load_params
 
     layout = Layout.at(args.root)
-    params = load_params(layout.params_file, args.profile)
     module = importlib.import_module(STAGES[args.stage])
+    if args.stage == "evaluate":  # needs no params.yaml: a model carries its configuration
+        module.run_command(layout, args)
+        return
+    params = load_params(layout.params_file, args.profile)
     runner = module.check if args.stage == "check" else module.run
     runner(layout, params, getattr(args, "study", None))
 

@@ -1,5 +1,7 @@
 """Stage ``final@<study>``: the tuned and the published configuration trained with every final seed, side by
-side (everything equal but the searched settings); mean ± std per arm and their paired difference as metrics."""
+side (everything equal but the searched settings); mean ± std per arm and their paired difference as metrics.
+Every final run logs its model; the tuned arm's best (by the study's validation objective) is registered as
+``hypermask-<study>@best``."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from pipeline.compare import ARMS, PUBLISHED, TUNED, mean_std, paired
 from pipeline.errors import PipelineError
 from pipeline.keys import study_identity
 from pipeline.layout import Layout
+from pipeline.model import register, registered_name
 from pipeline.outputs import NO_SEARCH, fresh_dir, read_json, skipped, write_json
 from pipeline.params import Params
 from pipeline.results import COMPLETED
-from pipeline.runner import Experiment, TrialRecord, run_experiment
+from pipeline.runner import Experiment, StageRun, TrialRecord, run_experiment
 from pipeline.studies import Study, load_checked_study
 
 REPORTED = ("average_accuracy", "backward_transfer", "forgetting", "task_inference_accuracy",
@@ -112,6 +115,7 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     try:
         metrics, runs = stage_outputs(name, params, tuned, arms, run.records, run.wall_s, run.resumed,
                                       trained=list(trained))
+        runs["model"] = register_best(run, study)
     except PipelineError:
         run.close({}, status="FAILED")
         raise
@@ -119,6 +123,33 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     write_json(layout.metrics_file(name), metrics)
     run.close(_parent_metrics(metrics, run.wall_s))
     return metrics
+
+
+def best_final_run(records: list[TrialRecord], metric: str, mode: str) -> TrialRecord | None:
+    """The tuned arm's finished final run with the best ``metric`` (``mode`` max or min; a tie goes to the
+    lower seed); None when the tuned arm has none (a profile without search trains the published arm only)."""
+    done = sorted((r for r in records if r.outcome == COMPLETED and r.config.get("arm", TUNED) == TUNED
+                   and metric in r.metrics and r.run_id), key=lambda r: int(r.config["seed"]))
+    if not done:
+        return None
+    sign = 1.0 if mode == "max" else -1.0
+    return max(done, key=lambda r: sign * r.metrics[metric])
+
+
+def register_best(run: StageRun, study: Study) -> dict[str, Any] | None:
+    """Register the model of :func:`best_final_run` as a new version of ``hypermask-<study>`` aliased
+    ``best``; what was registered (None when nothing was: no tuned arm)."""
+    best = best_final_run(run.records, study.metric, study.mode)
+    if best is None:
+        return None
+    seed = int(best.config["seed"])
+    version = register(run.client, study.name, best.run_id,
+                       {"seed": seed, study.metric: best.metrics[study.metric], "key": run.key})
+    name = registered_name(study.name)
+    print(f"registered {name} version {version} (alias best): seed {seed}, "
+          f"{study.metric} {best.metrics[study.metric]:.2f}", flush=True)
+    return {"name": name, "version": version, "alias": "best", "run_id": best.run_id, "seed": seed,
+            study.metric: best.metrics[study.metric]}
 
 
 def stage_outputs(name: str, params: Params, tuned: Mapping[str, Any], arms: Mapping[str, dict[str, Any]],

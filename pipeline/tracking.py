@@ -154,7 +154,7 @@ class TrialTracker(tune.Callback):
     under ``task_`` names and the accuracy of every seen task (step = task index); the scores under their
     own names (the objective's among them) and the other end-of-run metrics only once the trial reaches
     its last task, so sorting by the objective ranks finished trials only. At the end: the outcome tags,
-    the accuracy matrix (JSON and heatmap) and, when asked, the model files. Pickled into the Tune
+    the accuracy matrix (JSON and heatmap) and, when asked, the MLflow model. Pickled into the Tune
     experiment, so it holds names and tags, not clients or ids.
     """
 
@@ -258,9 +258,11 @@ class TrialTracker(tune.Callback):
             figure = plots.accuracy_heatmap(matrix, f"{self.experiment} {trial.trial_id}")
             self._client.log_figure(run_id, figure, "accuracy_matrix.png")
         if self.log_models and state == COMPLETED and trial.checkpoint is not None:
+            from pipeline.model import log_model
+
             with trial.checkpoint.as_directory() as folder:
                 if (Path(folder) / MODEL_DIR).is_dir():
-                    self._client.log_artifacts(run_id, str(Path(folder) / MODEL_DIR), MODEL_DIR)
+                    log_model(self._client.tracking_uri, run_id, Path(folder) / MODEL_DIR)
         self._client.set_terminated(run_id, status=RUN_STATUS[state])
 
 

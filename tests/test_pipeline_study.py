@@ -163,9 +163,11 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
         assert (child.data.params.get("beta") == "0.005") == tuned_arm
     runs = json.loads((project.final_dir("tiny") / "runs.json").read_text())
     assert runs["arms"]["published"]["settings"] == {} and runs["arms"]["tuned"]["seeds_finished"] == [1, 2, 3]
-    for child in final_children:  # every model reached MLflow before its checkpoint was deleted
-        models = [a.path for a in MlflowClient(uri).list_artifacts(child.info.run_id, "model")]
-        assert {"model/hypernetwork.pt", "model/embeddings.pt", "model/target.pt"} <= set(models)
+    client = MlflowClient(uri)
+    logged = {m.source_run_id for m in client.search_logged_models([final_parent.info.experiment_id])}
+    assert logged == {c.info.run_id for c in final_children}  # every final run, no search trial
+    tuned_runs = {c.info.run_id for c in final_children if c.data.tags["hypermask.arm"] == "tuned"}
+    assert client.get_model_version_by_alias("hypermask-tiny", "best").run_id in tuned_runs
     left = sorted(p.name for p in storage.iterdir())
     final_dirs = [name for name in left if name.startswith("final-tiny-")]
     assert len(final_dirs) == 1 and left == sorted([tune_dir.name, final_dirs[0], earlier[2]] +

@@ -24,6 +24,7 @@ MNIST_MD5 = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 DATASETS = ("mnist", "cifar100")
+IMAGE_SHAPES = {"mnist": (28, 28), "cifar100": (32, 32, 3)}  # one image as the dataset gives it
 
 
 class DataError(RuntimeError):

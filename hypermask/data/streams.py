@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from hypermask.config import Config
 from hypermask.data.preprocess import Preprocess
-from hypermask.data.sources import ImageArrays, load_arrays
+from hypermask.data.sources import IMAGE_SHAPES, ImageArrays, load_arrays
 
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
@@ -60,11 +61,27 @@ class TaskStream:
     def __iter__(self):
         return iter(self.tasks)
 
+    def eval_input(self, task: int, x: Tensor) -> Tensor:
+        """What the network sees of a batch ``x`` of stream images as inputs of ``task`` at evaluation:
+        the stream's evaluation preprocessing, then the task's view (its permutation, if any)."""
+        return self.tasks[task].view(self.eval_preprocess(x))
 
-def _to_float_nchw(images: Tensor) -> Tensor:
-    """uint8 images (N, H, W) or (N, H, W, C) as float (N, C, H, W) in [0, 1]."""
-    x = images.float().div_(255.0)
-    return x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2).contiguous()
+
+PADDING = {"permuted_mnist": 2}  # pixels of zeros around each image side (MNIST 28x28 -> 32x32)
+
+
+def _scaled(images: Tensor) -> Tensor:
+    """uint8 images as float in [0, 1]."""
+    return images.float().div_(255.0)
+
+
+def stream_images(benchmark: str, images: Tensor) -> Tensor:
+    """[0, 1] images as the dataset gives them, (N, H, W) or (N, H, W, C), laid out as ``benchmark``'s tasks
+    hold them: float (N, C, H, W), padded where the benchmark pads (Permuted MNIST: 32x32)."""
+    x = images.float()
+    x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2).contiguous()
+    pad = PADDING.get(benchmark, 0)
+    return F.pad(x, (pad, pad, pad, pad)) if pad else x
 
 
 def _hold_out(x: Tensor, y: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -92,7 +109,8 @@ def _subsample(x: Tensor, y: Tensor, cfg: Config, generator: torch.Generator) ->
 def _split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) -> list[Task]:
     """Tasks of consecutive class groups ({0,1}, {2,3}, ... or 10-class blocks)."""
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_x, test_x = _to_float_nchw(arrays.train_x), _to_float_nchw(arrays.test_x)
+    train_x = stream_images(cfg.benchmark, _scaled(arrays.train_x))
+    test_x = stream_images(cfg.benchmark, _scaled(arrays.test_x))
     tasks = []
     for t in range(cfg.tasks):
         first = t * classes_per_task
@@ -108,8 +126,8 @@ def _split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) -
 def permuted_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """MNIST padded to 32x32, one fixed pixel permutation per task (the first task included)."""
     generator = torch.Generator().manual_seed(cfg.seed)
-    train = F.pad(_to_float_nchw(arrays.train_x), (2, 2, 2, 2))
-    test = F.pad(_to_float_nchw(arrays.test_x), (2, 2, 2, 2))
+    train = stream_images(cfg.benchmark, _scaled(arrays.train_x))
+    test = stream_images(cfg.benchmark, _scaled(arrays.test_x))
     x, y, vx, vy = _hold_out(train, arrays.train_y, cfg.validation_size)
     tasks = []
     for _ in range(cfg.tasks):
@@ -137,6 +155,26 @@ def split_cifar100(cfg: Config, arrays: ImageArrays) -> TaskStream:
                       train, Preprocess(mean, std))
 
 
+def inference_state(stream: TaskStream) -> dict[str, Any]:
+    """What inference on ``stream``'s tasks needs, without their data: name, shapes, the evaluation
+    preprocessing and every task's permutation (plain tensors and numbers, loadable with ``weights_only``)."""
+    pre = stream.eval_preprocess
+    return {"name": stream.name, "input_shape": list(stream.input_shape), "classes_per_task": stream.classes_per_task,
+            "mean": None if pre.mean is None else list(pre.mean), "std": None if pre.std is None else list(pre.std),
+            "permutations": [task.permutation for task in stream.tasks]}
+
+
+def stream_from_state(state: dict[str, Any]) -> TaskStream:
+    """A stream without data from :func:`inference_state`: its tasks hold no samples, only their views."""
+    empty_x, empty_y = torch.empty(0, *state["input_shape"]), torch.empty(0, dtype=torch.long)
+    tasks = [Task(empty_x, empty_y, empty_x, empty_y, empty_x, empty_y, permutation)
+             for permutation in state["permutations"]]
+    pre = Preprocess(None if state["mean"] is None else tuple(state["mean"]),
+                     None if state["std"] is None else tuple(state["std"]))
+    return TaskStream(state["name"], tasks, tuple(state["input_shape"]), int(state["classes_per_task"]),
+                      eval_preprocess=pre)
+
+
 _BUILDERS = {"permuted_mnist": permuted_mnist, "split_mnist": split_mnist, "split_cifar100": split_cifar100}
 _SOURCES = {"permuted_mnist": "mnist", "split_mnist": "mnist", "split_cifar100": "cifar100"}
 
@@ -144,6 +182,11 @@ _SOURCES = {"permuted_mnist": "mnist", "split_mnist": "mnist", "split_cifar100":
 def dataset_for(benchmark: str) -> str:
     """Name of the raw dataset a benchmark is built from."""
     return _SOURCES[benchmark]
+
+
+def image_shape(benchmark: str) -> tuple[int, ...]:
+    """Shape of one image as ``benchmark``'s dataset gives it: (28, 28) for MNIST, (32, 32, 3) for CIFAR-100."""
+    return IMAGE_SHAPES[_SOURCES[benchmark]]
 
 
 def build_stream(cfg: Config, arrays: ImageArrays | None = None) -> TaskStream:

@@ -7,7 +7,7 @@ from hypermask.methods.base import ContinualMethod
 from hypermask.methods.finetune import Finetune
 from hypermask.methods.hnet import Hnet
 from hypermask.methods.hypermask import HyperMask
-from hypermask.nets import TargetNetwork
+from hypermask.nets import TargetNetwork, build_target
 
 METHOD_CLASSES: dict[str, type[ContinualMethod]] = {
     "hypermask": HyperMask,
@@ -21,4 +21,13 @@ def build_method(cfg: Config, target: TargetNetwork, num_tasks: int) -> Continua
     return METHOD_CLASSES[cfg.method](cfg, target, num_tasks)
 
 
-__all__ = ["ContinualMethod", "HyperMask", "Hnet", "Finetune", "build_method", "METHOD_CLASSES"]
+def build_for_stream(cfg: Config, input_shape: tuple[int, ...], classes_per_task: int,
+                     num_tasks: int) -> ContinualMethod:
+    """A fresh method with its target network for a stream of ``num_tasks`` tasks of this input shape and
+    class count (initialised from torch's current random state)."""
+    target = build_target(cfg.target, input_shape, classes_per_task, cfg.target_hidden)
+    return build_method(cfg, target, num_tasks)
+
+
+__all__ = ["ContinualMethod", "HyperMask", "Hnet", "Finetune", "build_method", "build_for_stream",
+           "METHOD_CLASSES"]

@@ -47,6 +47,9 @@ class ContinualMethod(nn.Module):
         """Named pieces saved as model files (hypernetwork, embeddings, target weights)."""
         return {}
 
+    def load_artifacts(self, pieces: dict[str, object]) -> None:
+        """Take the trained state back from the pieces :meth:`artifacts` gave (its inverse)."""
+
     def summary_metrics(self, num_tasks: int) -> dict[str, float]:
         """Method-specific numbers reported after training (e.g. mask density)."""
         return {}
@@ -83,6 +86,20 @@ class HypernetworkMethod(ContinualMethod):
 
     def artifacts(self) -> dict[str, object]:
         return {"hypernetwork": self.hnet.state_dict(), "embeddings": self.embeddings.detach().cpu()}
+
+    @torch.no_grad()
+    def load_artifacts(self, pieces: dict[str, object]) -> None:
+        self.hnet.load_state_dict(pieces["hypernetwork"])
+        self.embeddings.copy_(pieces["embeddings"])
+
+
+def load_tensors(params: nn.ParameterList, tensors: list[Tensor]) -> None:
+    """Copy ``tensors`` into ``params`` in place (same count and shapes, else ValueError)."""
+    if len(tensors) != len(params) or any(p.shape != t.shape for p, t in zip(params, tensors)):
+        raise ValueError("saved target weights do not match the target network's shapes")
+    with torch.no_grad():
+        for param, tensor in zip(params, tensors):
+            param.copy_(tensor)
 
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:

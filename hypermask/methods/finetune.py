@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from hypermask.config import Config
-from hypermask.methods.base import ContinualMethod, cross_entropy
+from hypermask.methods.base import ContinualMethod, cross_entropy, load_tensors
 from hypermask.nets import TargetNetwork
 
 
@@ -27,3 +27,6 @@ class Finetune(ContinualMethod):
 
     def artifacts(self) -> dict[str, object]:
         return {"target": [p.detach().cpu() for p in self.theta]}
+
+    def load_artifacts(self, pieces: dict[str, object]) -> None:
+        load_tensors(self.theta, pieces["target"])

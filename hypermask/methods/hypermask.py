@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from hypermask.config import Config
 from hypermask.masks import ThresholdHint, layer_masks, mask_overlap
-from hypermask.methods.base import HypernetworkMethod, cross_entropy
+from hypermask.methods.base import HypernetworkMethod, cross_entropy, load_tensors
 from hypermask.nets import TargetNetwork, split_flat
 
 
@@ -88,3 +88,7 @@ class HyperMask(HypernetworkMethod):
         pieces = super().artifacts()
         pieces["target"] = [p.detach().cpu() for p in self.theta]
         return pieces
+
+    def load_artifacts(self, pieces: dict[str, object]) -> None:
+        super().load_artifacts(pieces)
+        load_tensors(self.theta, pieces["target"])
