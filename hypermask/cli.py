@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from hypermask.config import BENCHMARKS, METHODS, ConfigError, parse_assignments, resolve_config
+from hypermask.registry import DATASETS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="write into a non-empty --out that holds something else (a checkpoint of another "
                             "configuration there is discarded)")
     prepare = commands.add_parser("prepare", help="download or copy a dataset and verify it")
-    prepare.add_argument("dataset", choices=["mnist", "cifar100"])
+    prepare.add_argument("dataset", choices=list(DATASETS))
     prepare.add_argument("--root", type=Path, default=Path("data"))
     return parser
 

@@ -1,4 +1,5 @@
-"""Benchmarks as task streams: Permuted MNIST, Split MNIST, Split CIFAR-100."""
+"""Benchmarks as task streams: Permuted MNIST, Split MNIST, Split CIFAR-100; the builders that registered
+benchmarks name (see :mod:`hypermask.registry`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import Tensor
 from hypermask.config import Config
 from hypermask.data.preprocess import Preprocess
 from hypermask.data.sources import ImageArrays, load_arrays
+from hypermask.registry import benchmark_spec, resolve
 
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
@@ -18,9 +20,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what hypnettorch's CIFAR-100 loader nor
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
-# Input shape (C, H, W) and classes per task of every benchmark's stream.
-STREAM_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "permuted_mnist": ((1, 32, 32), 10), "split_mnist": ((1, 28, 28), 2), "split_cifar100": ((3, 32, 32), 10)}
 
 
 @dataclass
@@ -45,7 +44,7 @@ class Task:
 
 @dataclass
 class TaskStream:
-    """An ordered list of tasks with their shared input shape, class count and preprocessing."""
+    """An ordered list of tasks with their shared input shape, output size and preprocessing."""
 
     name: str
     tasks: list[Task]
@@ -89,7 +88,7 @@ def _subsample(x: Tensor, y: Tensor, cfg: Config, generator: torch.Generator) ->
     return x, y
 
 
-def _split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) -> list[Task]:
+def split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) -> list[Task]:
     """Tasks of consecutive class groups ({0,1}, {2,3}, ... or 10-class blocks)."""
     generator = torch.Generator().manual_seed(cfg.seed)
     train_x, test_x = _to_float_nchw(arrays.train_x), _to_float_nchw(arrays.test_x)
@@ -105,6 +104,19 @@ def _split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) -
     return tasks
 
 
+def _mnist_preprocess(cfg: Config) -> tuple[Preprocess, Preprocess]:
+    """Random crop 28 (pad 4) when augmenting, MNIST normalisation (training, evaluation)."""
+    return (Preprocess(MNIST_MEAN, MNIST_STD, crop_padding=4 if cfg.augment else 0),
+            Preprocess(MNIST_MEAN, MNIST_STD))
+
+
+def _cifar_preprocess(cfg: Config) -> tuple[Preprocess, Preprocess]:
+    """Flip + crop 32 (pad 4) when augmenting, then normalisation by ``cfg.normalization`` (ImageNet
+    mean/std by default, as the reference; or CIFAR-100's own) (training, evaluation)."""
+    mean, std = CIFAR_NORMALIZATIONS[cfg.normalization]
+    return Preprocess(mean, std, crop_padding=4 if cfg.augment else 0, flip=cfg.augment), Preprocess(mean, std)
+
+
 def permuted_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """MNIST padded to 32x32, one fixed pixel permutation per task (the first task included)."""
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -116,38 +128,39 @@ def permuted_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
         permutation = torch.randperm(32 * 32, generator=generator)
         tx, ty = _subsample(x, y, cfg, generator)
         tasks.append(Task(tx, ty, vx, vy, test, arrays.test_y, permutation))
-    return TaskStream("permuted_mnist", tasks, *STREAM_SHAPES["permuted_mnist"])
+    spec = benchmark_spec(cfg.benchmark)
+    return TaskStream(cfg.benchmark, tasks, spec.input_shape, spec.outputs)
+
+
+def _split(cfg: Config, arrays: ImageArrays, preprocess: tuple[Preprocess, Preprocess]) -> TaskStream:
+    spec = benchmark_spec(cfg.benchmark)
+    return TaskStream(cfg.benchmark, split_by_classes(arrays, cfg, spec.outputs), spec.input_shape,
+                      spec.outputs, *preprocess)
 
 
 def split_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """Five two-class tasks {0,1}..{8,9}; random crop 28 (pad 4) and MNIST normalisation."""
-    train = Preprocess(MNIST_MEAN, MNIST_STD, crop_padding=4 if cfg.augment else 0)
-    shape, classes = STREAM_SHAPES["split_mnist"]
-    return TaskStream("split_mnist", _split_by_classes(arrays, cfg, classes), shape, classes,
-                      train, Preprocess(MNIST_MEAN, MNIST_STD))
+    return _split(cfg, arrays, _mnist_preprocess(cfg))
 
 
 def split_cifar100(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """Ten ten-class tasks in natural class order; flip + crop 32 (pad 4), then normalisation by
     ``cfg.normalization`` (ImageNet mean/std by default, as the reference; or CIFAR-100's own)."""
-    mean, std = CIFAR_NORMALIZATIONS[cfg.normalization]
-    train = Preprocess(mean, std, crop_padding=4 if cfg.augment else 0, flip=cfg.augment)
-    shape, classes = STREAM_SHAPES["split_cifar100"]
-    return TaskStream("split_cifar100", _split_by_classes(arrays, cfg, classes), shape, classes,
-                      train, Preprocess(mean, std))
-
-
-_BUILDERS = {"permuted_mnist": permuted_mnist, "split_mnist": split_mnist, "split_cifar100": split_cifar100}
-_SOURCES = {"permuted_mnist": "mnist", "split_mnist": "mnist", "split_cifar100": "cifar100"}
+    return _split(cfg, arrays, _cifar_preprocess(cfg))
 
 
 def dataset_for(benchmark: str) -> str:
     """Name of the raw dataset a benchmark is built from."""
-    return _SOURCES[benchmark]
+    return benchmark_spec(benchmark).dataset
 
 
 def build_stream(cfg: Config, arrays: ImageArrays | None = None) -> TaskStream:
     """Task stream of ``cfg.benchmark`` from ``arrays`` (loaded from ``cfg.data_root`` if omitted)."""
+    spec = benchmark_spec(cfg.benchmark)
     if arrays is None:
-        arrays = load_arrays(_SOURCES[cfg.benchmark], cfg.data_root)
-    return _BUILDERS[cfg.benchmark](cfg, arrays)
+        arrays = load_arrays(spec.dataset, cfg.data_root)
+    stream = resolve(spec.build)(cfg, arrays)
+    if tuple(stream.input_shape) != tuple(spec.input_shape) or stream.classes_per_task != spec.outputs:
+        raise ValueError(f"benchmark '{spec.name}' built inputs {tuple(stream.input_shape)} and "
+                         f"{stream.classes_per_task} outputs, but registered {spec.input_shape} and {spec.outputs}")
+    return stream
