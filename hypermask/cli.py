@@ -39,7 +39,14 @@ def _fail(message: str, status: int) -> int:
 def _report_task(report) -> None:
     print(f"task {report.task + 1}/{report.num_tasks}: accuracies "
           + " ".join(f"{a:.2f}" for a in report.accuracy_matrix[-1])
-          + f" | average {report.metrics['average_accuracy']:.2f}", flush=True)
+          + f" | average {report.metrics['average_accuracy']:.2f}" + _session_text(report.metrics), flush=True)
+
+
+def _session_text(metrics: dict) -> str:
+    """Class-incremental accuracy after every session so far (class-incremental streams only)."""
+    if "session_accuracy" not in metrics:
+        return ""
+    return " | sessions " + " ".join(f"{a:.2f}" for a in metrics["session_accuracy"])
 
 
 def _train(args: argparse.Namespace) -> int:

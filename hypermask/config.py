@@ -55,7 +55,12 @@ class Config:
     # data
     validation_size: int = 1000
     train_subset: int = 0
-    shots: int = 0
+    shots: int = 0  # training samples per class (few-shot; FSCIL: per class of every session after the base)
+    # few-shot class-incremental protocols: classes of the base session, new classes per later session, and
+    # the seed of the class order and of the shots chosen (recorded, so that runs share one protocol)
+    base_classes: int = 0
+    ways: int = 0
+    protocol_seed: int = 1
     augment: bool = True
     # CIFAR-100 input normalisation: ImageNet mean/std as hypnettorch (the reference) does, or
     # CIFAR-100's own statistics; MNIST benchmarks always use MNIST's.
@@ -168,7 +173,8 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "chunk_size": (0, INT_MAX), "chunk_embedding_size": (0, INT_MAX), "iterations": (0, INT_MAX),
     "epochs": (0, INT_MAX), "eval_every": (1, INT_MAX), "validation_size": (0, INT_MAX),
     "train_subset": (0, INT_MAX), "shots": (0, INT_MAX), "eval_batch_size": (0, INT_MAX),
-    "inference_samples": (0, INT_MAX),
+    "inference_samples": (0, INT_MAX), "base_classes": (0, INT_MAX), "ways": (0, INT_MAX),
+    "protocol_seed": (0, SEED_MAX),
     "threads": (0, MAX_THREADS), "tasks": (1, INT_MAX)}
 
 

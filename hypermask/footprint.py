@@ -68,7 +68,7 @@ def _samples_per_task(cfg: Config) -> tuple[int, int]:
     spec = benchmark_spec(cfg.benchmark)
     dataset = dataset_spec(spec.dataset)
     train, test = int(dataset.train_size * spec.task_share), int(dataset.test_size * spec.task_share)
-    if cfg.shots:
+    if cfg.shots and spec.shots_cap_every_task:
         train = min(train, cfg.shots * spec.outputs)
     if cfg.train_subset:
         train = min(train, cfg.train_subset)

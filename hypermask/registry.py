@@ -84,6 +84,7 @@ class BenchmarkSpec:
     target_defaults: Mapping[str, Settings] = field(default_factory=dict)
     method_target_defaults: Mapping[tuple[str, str], Settings] = field(default_factory=dict)
     check: Callable[["Config"], None] | str | None = None
+    shots_cap_every_task: bool = True  # False where a base session keeps all its images (memory estimate)
 
     def settings(self, method: str, target: str | None) -> dict[str, Any]:
         """Published settings for ``method`` (and ``target``, else the benchmark's default target)."""

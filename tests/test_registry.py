@@ -112,5 +112,5 @@ def test_unknown_names_are_one_line_with_the_choices() -> None:
     with pytest.raises(ConfigError) as err:
         resolve_config("split_tiny")
     message = str(err.value)
-    assert message.startswith("unknown benchmark 'split_tiny' (choose from ") and "split_cifar100" in message
+    assert message.startswith("unknown benchmark 'split_tiny' (choose from ") and "fscil_cifar100" in message
     assert "\n" not in message

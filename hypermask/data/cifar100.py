@@ -1,4 +1,5 @@
-"""CIFAR-100: its files, checksums and loading; the benchmarks built from it (Split CIFAR-100) with their published settings."""
+"""CIFAR-100: its files, checksums and loading; the benchmarks built from it (Split CIFAR-100, few-shot
+class-incremental CIFAR-100) with their published settings."""
 
 from __future__ import annotations
 
@@ -64,4 +65,16 @@ register_benchmark(BenchmarkSpec(
     input_shape=(3, 32, 32), outputs=10, targets=("resnet20", "zenkenet"), max_tasks=10, task_share=0.1,
     defaults=SPLIT_CIFAR100, target_defaults=TARGET_DEFAULTS, method_defaults=METHOD_DEFAULTS,
     method_target_defaults=METHOD_TARGET_DEFAULTS,
+))
+
+# Few-shot class-incremental CIFAR-100 as in the FSCIL literature (Tao et al., CVPR 2020): 60 base classes
+# with all their training images, then eight 5-way 5-shot sessions; one output layer over all 100 classes.
+# Class order and shots are drawn with ``protocol_seed``. Split CIFAR-100's network and optimisation
+# settings otherwise.
+register_benchmark(BenchmarkSpec(
+    name="fscil_cifar100", dataset="cifar100", build="hypermask.data.streams:fscil_cifar100",
+    input_shape=(3, 32, 32), outputs=100, targets=("resnet20", "zenkenet"), max_tasks=100, task_share=0.6,
+    defaults={**SPLIT_CIFAR100, "tasks": 9, "base_classes": 60, "ways": 5, "shots": 5, "validation_size": 300},
+    target_defaults=TARGET_DEFAULTS, method_defaults=METHOD_DEFAULTS,
+    method_target_defaults=METHOD_TARGET_DEFAULTS, check="hypermask.data.fscil:check_settings", shots_cap_every_task=False,
 ))

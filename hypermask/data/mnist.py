@@ -1,4 +1,5 @@
-"""MNIST: its files, checksums and loading; the benchmarks built from it (Permuted MNIST, Split MNIST) with their published settings."""
+"""MNIST: its files, checksums and loading; the benchmarks built from it (Permuted MNIST, Split MNIST,
+few-shot class-incremental MNIST) with their published settings."""
 
 from __future__ import annotations
 
@@ -78,4 +79,13 @@ register_benchmark(BenchmarkSpec(
     name="split_mnist", dataset="mnist", build="hypermask.data.streams:split_mnist",
     input_shape=(1, 28, 28), outputs=2, targets=("mlp",), max_tasks=5, task_share=0.2,
     defaults=SPLIT_MNIST, method_defaults={"hnet": SPLIT_MNIST_HNET},
+))
+
+# Few-shot class-incremental MNIST: a base session of 5 digits with all their training images, then five
+# 1-way 5-shot sessions; Split MNIST's network and optimisation settings otherwise.
+register_benchmark(BenchmarkSpec(
+    name="fscil_mnist", dataset="mnist", build="hypermask.data.streams:fscil_mnist",
+    input_shape=(1, 28, 28), outputs=10, targets=("mlp",), max_tasks=10, task_share=0.5,
+    defaults={**SPLIT_MNIST, "tasks": 6, "base_classes": 5, "ways": 1, "shots": 5, "validation_size": 500},
+    method_defaults={"hnet": SPLIT_MNIST_HNET}, check="hypermask.data.fscil:check_settings", shots_cap_every_task=False,
 ))

@@ -1,8 +1,9 @@
-"""Benchmarks as task streams: Permuted MNIST, Split MNIST, Split CIFAR-100; the builders that registered
-benchmarks name (see :mod:`hypermask.registry`)."""
+"""Benchmarks as task streams: Permuted MNIST, Split MNIST, Split CIFAR-100, few-shot class-incremental
+sessions; the builders that registered benchmarks name (see :mod:`hypermask.registry`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -10,9 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hypermask.config import Config
+from hypermask.data.fscil import class_order, session_ranges
 from hypermask.data.preprocess import Preprocess
-from hypermask.data.sources import ImageArrays, load_arrays
-from hypermask.registry import benchmark_spec, resolve
+from hypermask.data.sources import DataError, ImageArrays, load_arrays
+from hypermask.registry import benchmark_spec, dataset_spec, resolve
 
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
@@ -44,7 +46,13 @@ class Task:
 
 @dataclass
 class TaskStream:
-    """An ordered list of tasks with their shared input shape, output size and preprocessing."""
+    """An ordered list of tasks with their shared input shape, output size and preprocessing.
+
+    Task-incremental streams re-index every task's labels to ``0 .. classes_per_task - 1`` and leave
+    ``seen_classes`` empty. Class-incremental streams (the task id unknown at test time) keep one label per
+    class over the whole stream; ``seen_classes[t]`` output units score the classes seen after task ``t``.
+    ``protocol`` records how the stream was drawn (class order, chosen samples), JSON-safe.
+    """
 
     name: str
     tasks: list[Task]
@@ -52,6 +60,17 @@ class TaskStream:
     classes_per_task: int
     train_preprocess: Preprocess = field(default_factory=Preprocess)
     eval_preprocess: Preprocess = field(default_factory=Preprocess)
+    seen_classes: list[int] = field(default_factory=list)
+    protocol: dict = field(default_factory=dict)
+
+    @property
+    def class_incremental(self) -> bool:
+        """Whether labels are shared across tasks and the task id is unknown at test time."""
+        return bool(self.seen_classes)
+
+    def scored_classes(self, task: int) -> int | None:
+        """Output units that score classes while training and evaluating ``task`` (None: all of them)."""
+        return self.seen_classes[task] if self.seen_classes else None
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -104,6 +123,61 @@ def split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) ->
     return tasks
 
 
+def _last(index: Tensor, size: int) -> Tensor:
+    """The last ``size`` entries of ``index`` (at most all but one), as :func:`_hold_out` holds out."""
+    size = min(size, max(0, len(index) - 1))
+    return index[len(index) - size:]
+
+
+def _choose_shots(labels: Tensor, session: range, shots: int, generator: torch.Generator) -> Tensor:
+    """Indices of ``shots`` training samples of every class of ``session``, drawn with ``generator``."""
+    chosen = []
+    for label in session:
+        where = torch.nonzero(labels == label).flatten()
+        if len(where) < shots:
+            raise DataError(f"class at position {label} has {len(where)} training images, fewer than "
+                            f"shots={shots}")
+        chosen.append(where[torch.randperm(len(where), generator=generator)[:shots]])
+    return torch.cat(chosen).sort().values
+
+
+def class_incremental_sessions(cfg: Config, arrays: ImageArrays) -> TaskStream:
+    """Few-shot class-incremental sessions (see :mod:`hypermask.data.fscil`), before preprocessing.
+
+    The base session trains on all training images of its classes but the last ``validation_size``
+    (validation); every later session on ``shots`` images per class drawn with ``protocol_seed``, its
+    validation being the last ``validation_size`` of the images not drawn. Tests: every test image of the
+    session's classes.
+    """
+    spec = benchmark_spec(cfg.benchmark)
+    classes = dataset_spec(spec.dataset).classes
+    order = class_order(classes, cfg.protocol_seed)
+    position = torch.empty(classes, dtype=torch.long)
+    position[torch.tensor(order)] = torch.arange(classes)
+    train_y, test_y = position[arrays.train_y], position[arrays.test_y]
+    train_x, test_x = _to_float_nchw(arrays.train_x), _to_float_nchw(arrays.test_x)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    shot_generator = torch.Generator().manual_seed(cfg.protocol_seed)
+    ranges = session_ranges(cfg)
+    tasks, shot_indices = [], []
+    for s, session in enumerate(ranges):
+        in_session = torch.nonzero((train_y >= session.start) & (train_y < session.stop)).flatten()
+        if s == 0:
+            x, y, vx, vy = _hold_out(train_x[in_session], train_y[in_session], cfg.validation_size)
+            x, y = _subsample(x, y, dataclasses.replace(cfg, shots=0), generator)
+        else:
+            chosen = _choose_shots(train_y, session, cfg.shots, shot_generator)
+            shot_indices.append(chosen.tolist())
+            held = _last(in_session[~torch.isin(in_session, chosen)], cfg.validation_size)
+            x, y, vx, vy = train_x[chosen], train_y[chosen], train_x[held], train_y[held]
+        in_test = (test_y >= session.start) & (test_y < session.stop)
+        tasks.append(Task(x, y, vx, vy, test_x[in_test], test_y[in_test]))
+    protocol = {"class_order": order, "sessions": [[order[label] for label in r] for r in ranges],
+                "shot_indices": shot_indices}
+    return TaskStream(cfg.benchmark, tasks, spec.input_shape, spec.outputs,
+                      seen_classes=[r.stop for r in ranges], protocol=protocol)
+
+
 def _mnist_preprocess(cfg: Config) -> tuple[Preprocess, Preprocess]:
     """Random crop 28 (pad 4) when augmenting, MNIST normalisation (training, evaluation)."""
     return (Preprocess(MNIST_MEAN, MNIST_STD, crop_padding=4 if cfg.augment else 0),
@@ -147,6 +221,20 @@ def split_cifar100(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """Ten ten-class tasks in natural class order; flip + crop 32 (pad 4), then normalisation by
     ``cfg.normalization`` (ImageNet mean/std by default, as the reference; or CIFAR-100's own)."""
     return _split(cfg, arrays, _cifar_preprocess(cfg))
+
+
+def fscil_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
+    """Few-shot class-incremental MNIST; Split MNIST's preprocessing."""
+    stream = class_incremental_sessions(cfg, arrays)
+    stream.train_preprocess, stream.eval_preprocess = _mnist_preprocess(cfg)
+    return stream
+
+
+def fscil_cifar100(cfg: Config, arrays: ImageArrays) -> TaskStream:
+    """Few-shot class-incremental CIFAR-100; Split CIFAR-100's preprocessing."""
+    stream = class_incremental_sessions(cfg, arrays)
+    stream.train_preprocess, stream.eval_preprocess = _cifar_preprocess(cfg)
+    return stream
 
 
 def dataset_for(benchmark: str) -> str:

@@ -62,7 +62,7 @@ class HyperMask(HypernetworkMethod):
     def training_loss(self, task: int, x: Tensor, y: Tensor, sparsity: float) -> tuple[Tensor, Tensor]:
         raw, hnet_reg = self.hnet_outputs(task)
         weights, masks = self.masked_weights(raw, sparsity, self._hints)
-        logits = self.target(x, weights)
+        logits = self(x, weights)
         loss = cross_entropy(logits, y)
         if hnet_reg is not None:
             loss = loss + self.cfg.beta * hnet_reg / max(1, task)
