@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from hypermask.registry import BENCHMARKS, UnknownName, benchmark_spec, resolve
 
-METHODS = ("hypermask", "hnet", "finetune")
+METHODS = ("hypermask", "hnet", "finetune", "nomask")
 TARGETS = ("mlp", "resnet20", "zenkenet")
 MODEL_SELECTIONS = ("last", "best_val")
 NORMALIZATIONS = ("imagenet", "cifar100")

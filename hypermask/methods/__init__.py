@@ -7,12 +7,14 @@ from hypermask.methods.base import ContinualMethod
 from hypermask.methods.finetune import Finetune
 from hypermask.methods.hnet import Hnet
 from hypermask.methods.hypermask import HyperMask
+from hypermask.methods.nomask import NoMask
 from hypermask.nets import TargetNetwork
 
 METHOD_CLASSES: dict[str, type[ContinualMethod]] = {
     "hypermask": HyperMask,
     "hnet": Hnet,
     "finetune": Finetune,
+    "nomask": NoMask,
 }
 
 
@@ -21,4 +23,4 @@ def build_method(cfg: Config, target: TargetNetwork, num_tasks: int) -> Continua
     return METHOD_CLASSES[cfg.method](cfg, target, num_tasks)
 
 
-__all__ = ["ContinualMethod", "HyperMask", "Hnet", "Finetune", "build_method", "METHOD_CLASSES"]
+__all__ = ["ContinualMethod", "HyperMask", "Hnet", "Finetune", "NoMask", "build_method", "METHOD_CLASSES"]

@@ -94,3 +94,23 @@ def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     """Mean cross-entropy of a batch."""
     return F.cross_entropy(logits, y)
 
+
+def weight_snapshot(theta: list[Tensor], task: int, lambda_: float) -> list[Tensor] | None:
+    """Detached copy of θ at the start of ``task``: what the weight regulariser compares against (None
+    for the first task or without the regulariser)."""
+    if task > 0 and lambda_ > 0:
+        return [p.detach().clone() for p in theta]
+    return None
+
+
+def l1_from_snapshot(theta: list[Tensor], snapshot: list[Tensor], indices: list[int],
+                     masks: list[Tensor] | None = None) -> Tensor:
+    """Σ_i ‖(θ_i − θ*_i) ⊙ M_i‖₁ over the tensors ``indices`` (summed, not averaged); ``masks`` (aligned
+    with ``indices``) weight the difference, None leaves it unweighted."""
+    total = torch.zeros((), device=theta[indices[0]].device)
+    for k, index in enumerate(indices):
+        diff = theta[index] - snapshot[index]
+        if masks is not None:
+            diff = diff * masks[k]
+        total = total + diff.abs().sum()
+    return total
