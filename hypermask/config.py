@@ -2,8 +2,8 @@
 
 Settings are layered: general defaults <- benchmark (published configuration) <- method (a baseline's
 own published configuration) <- target network <- user overrides; the published layers are part of each
-benchmark's registered spec (:mod:`hypermask.registry`, declared in the ``hypermask/data`` modules). Every problem is reported as one
-:class:`ConfigError` line naming the key.
+benchmark's registered spec (:mod:`hypermask.registry`, declared in the ``hypermask/data`` modules).
+Every problem is reported as one :class:`ConfigError` line naming the key.
 """
 
 from __future__ import annotations
