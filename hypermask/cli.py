@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from hypermask.config import BENCHMARKS, METHODS, ConfigError, parse_assignments, resolve_config
+from hypermask.registry import DATASETS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
     evaluate.add_argument("--data-root", help="where to look for the dataset (default: the run's data_root)")
     prepare = commands.add_parser("prepare", help="download or copy a dataset and verify it")
-    prepare.add_argument("dataset", choices=["mnist", "cifar100"])
+    prepare.add_argument("dataset", choices=list(DATASETS))
     prepare.add_argument("--root", type=Path, default=Path("data"))
     return parser
 
@@ -42,7 +43,14 @@ def _fail(message: str, status: int) -> int:
 def _report_task(report) -> None:
     print(f"task {report.task + 1}/{report.num_tasks}: accuracies "
           + " ".join(f"{a:.2f}" for a in report.accuracy_matrix[-1])
-          + f" | average {report.metrics['average_accuracy']:.2f}", flush=True)
+          + f" | average {report.metrics['average_accuracy']:.2f}" + _session_text(report.metrics), flush=True)
+
+
+def _session_text(metrics: dict) -> str:
+    """Class-incremental accuracy after every session so far (class-incremental streams only)."""
+    if "session_accuracy" not in metrics:
+        return ""
+    return " | sessions " + " ".join(f"{a:.2f}" for a in metrics["session_accuracy"])
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """Typed run settings: published defaults per benchmark, KEY=VALUE overrides, validation.
 
 Settings are layered: general defaults <- benchmark (published configuration) <- method (a baseline's
-own published configuration) <- target network <- user overrides. Every problem is reported as one
-:class:`ConfigError` line naming the key.
+own published configuration) <- target network <- user overrides; the published layers are part of each
+benchmark's registered spec (:mod:`hypermask.registry`, declared in the ``hypermask/data`` modules).
+Every problem is reported as one :class:`ConfigError` line naming the key.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-BENCHMARKS = ("permuted_mnist", "split_mnist", "split_cifar100")
-METHODS = ("hypermask", "hnet", "finetune")
+from hypermask.registry import BENCHMARKS, UnknownName, benchmark_spec, resolve
+
+METHODS = ("hypermask", "hnet", "finetune", "nomask")
 TARGETS = ("mlp", "resnet20", "zenkenet")
 MODEL_SELECTIONS = ("last", "best_val")
 NORMALIZATIONS = ("imagenet", "cifar100")
@@ -53,7 +55,12 @@ class Config:
     # data
     validation_size: int = 1000
     train_subset: int = 0
-    shots: int = 0
+    shots: int = 0  # training samples per class (few-shot; FSCIL: per class of every session after the base)
+    # few-shot class-incremental protocols: classes of the base session, new classes per later session, and
+    # the seed of the class order and of the shots chosen (recorded, so that runs share one protocol)
+    base_classes: int = 0
+    ways: int = 0
+    protocol_seed: int = 1
     augment: bool = True
     # CIFAR-100 input normalisation: ImageNet mean/std as hypnettorch (the reference) does, or
     # CIFAR-100's own statistics; MNIST benchmarks always use MNIST's.
@@ -88,74 +95,6 @@ class Config:
         return self.epochs <= 0
 
 
-# Published configurations (../design: HyperMask paper, table of hyperparameters).
-_BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "permuted_mnist": dict(
-        target="mlp", target_hidden=[1000, 1000], tasks=10, validation_size=5000,
-        embedding_size=24, hnet_hidden=[100, 100], p=0.0, beta=5e-4, lambda_=1e-3,
-        masked_l1=True, lr=1e-3, batch_size=128, iterations=5000, epochs=0, augment=False,
-        model_selection="last",
-    ),
-    "split_mnist": dict(
-        target="mlp", target_hidden=[400, 400], tasks=5, validation_size=1000,
-        embedding_size=128, hnet_hidden=[25, 25], p=30.0, beta=1e-3, lambda_=1e-3,
-        masked_l1=True, lr=1e-3, batch_size=128, iterations=2000, epochs=0, augment=True,
-        model_selection="last",
-    ),
-    "split_cifar100": dict(
-        target="resnet20", target_hidden=[], tasks=10, validation_size=500,
-        embedding_size=48, hnet_hidden=[100], p=0.0, beta=1e-2, lambda_=1.0,
-        masked_l1=False, lr=1e-3, batch_size=32, iterations=0, epochs=200, augment=True,
-        model_selection="best_val",
-    ),
-}
-
-# Target-specific published values that differ from the benchmark's defaults.
-_TARGET_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("split_cifar100", "zenkenet"): dict(lambda_=1e-2),
-}
-
-# HNET's own published configuration (von Oswald et al., ICLR 2020), laid over the benchmark's: the
-# defaults of the authors' code, github.com/chrhenning/hypercl at e32567889f77 (task-incremental
-# classifier hypernetwork; "temb_size" is the task embedding, "emb_size" the chunk embedding).
-# The benchmark's data protocol (validation split, task order and permutations) is kept.
-# Not reproduced, as the library has no such option: Split MNIST's hypernetwork uses ReLU (ours: ELU);
-# the authors initialise hypernetwork weights Xavier-uniform with zero biases (ours: PyTorch default)
-# and use the look-ahead regulariser; CIFAR details are listed below.
-_METHOD_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    # mnist/train_args_default.py:121-147 (_set_default_permuted): lr 1e-4, 5000 iterations, batch
-    # 128, padding 2 (32x32 inputs), temb 24, chunk emb 8, ELU, chunks of 78000, hnet 25,25, beta 0.1.
-    ("permuted_mnist", "hnet"): dict(
-        embedding_size=24, hnet_hidden=[25, 25], chunk_size=78_000, chunk_embedding_size=8,
-        beta=0.1, lr=1e-4, batch_size=128, iterations=5000,
-    ),
-    # mnist/train_args_default.py:70-96 (_set_default_split): lr 1e-3, 2000 iterations, batch 128,
-    # padding 0, temb 96, chunk emb 96, ReLU, chunks of 42000, hnet 10,10, beta 0.01; no augmentation.
-    ("split_mnist", "hnet"): dict(
-        embedding_size=96, hnet_hidden=[10, 10], chunk_size=42_000, chunk_embedding_size=96,
-        beta=1e-2, lr=1e-3, batch_size=128, iterations=2000, augment=False,
-    ),
-    # cifar/train_args.py:70-85 (resnet_cifar; their target is ResNet-32 on CIFAR-10/100): beta 0.05,
-    # chunks of 7000, temb 32, chunk emb 32, lr 1e-3, 200 epochs, batch 32. Their hypernetwork has no
-    # hidden layer (hnet_arch ''), which this library does not accept: the benchmark's [100] is kept.
-    ("split_cifar100", "hnet"): dict(
-        embedding_size=32, chunk_size=7000, chunk_embedding_size=32, beta=0.05, lr=1e-3,
-        batch_size=32, epochs=200,
-    ),
-}
-
-# HNET with another target than the benchmark's first one.
-_METHOD_TARGET_DEFAULTS: dict[tuple[str, str, str], dict[str, Any]] = {
-    # cifar/train_args.py:91-106 (zenke_cifar) and cifar/README.rst (--disable_data_augmentation):
-    # beta 0.01, chunks of 5500, hnet 100,150,200, temb 48, chunk emb 80, lr 1e-4, 80 epochs, batch
-    # 256, no augmentation. Not reproduced: Adam beta1 0.5 and dropout 0.25.
-    ("split_cifar100", "hnet", "zenkenet"): dict(
-        embedding_size=48, hnet_hidden=[100, 150, 200], chunk_size=5500, chunk_embedding_size=80,
-        beta=1e-2, lr=1e-4, batch_size=256, epochs=80, augment=False,
-    ),
-}
-
-_MAX_TASKS = {"permuted_mnist": 100, "split_mnist": 5, "split_cifar100": 10}
 _ALIASES = {"lambda": "lambda_", "lam": "lambda_"}
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _INT_LIST_KEYS = {"target_hidden", "hnet_hidden"}
@@ -234,7 +173,8 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "chunk_size": (0, INT_MAX), "chunk_embedding_size": (0, INT_MAX), "iterations": (0, INT_MAX),
     "epochs": (0, INT_MAX), "eval_every": (1, INT_MAX), "validation_size": (0, INT_MAX),
     "train_subset": (0, INT_MAX), "shots": (0, INT_MAX), "eval_batch_size": (0, INT_MAX),
-    "inference_samples": (0, INT_MAX),
+    "inference_samples": (0, INT_MAX), "base_classes": (0, INT_MAX), "ways": (0, INT_MAX),
+    "protocol_seed": (0, SEED_MAX),
     "threads": (0, MAX_THREADS), "tasks": (1, INT_MAX)}
 
 
@@ -274,13 +214,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"unknown method '{cfg.method}' (choose from {', '.join(METHODS)})")
     if cfg.target not in TARGETS:
         raise bad("target", f"must be one of {', '.join(TARGETS)}")
-    if cfg.benchmark != "split_cifar100" and cfg.target != "mlp":
-        raise bad("target", f"must be 'mlp' for {cfg.benchmark}")
-    if cfg.benchmark == "split_cifar100" and cfg.target == "mlp":
-        raise bad("target", "must be 'resnet20' or 'zenkenet' for split_cifar100")
+    spec = benchmark_spec(cfg.benchmark)
+    if cfg.target not in spec.targets:
+        raise bad("target", f"must be {' or '.join(repr(t) for t in spec.targets)} for {cfg.benchmark}")
     _check_ranges(cfg)
-    if not (1 <= cfg.tasks <= _MAX_TASKS[cfg.benchmark]):
-        raise bad("tasks", f"must be between 1 and {_MAX_TASKS[cfg.benchmark]} for {cfg.benchmark}")
+    if not (1 <= cfg.tasks <= spec.max_tasks):
+        raise bad("tasks", f"must be between 1 and {spec.max_tasks} for {cfg.benchmark}")
     if not cfg.hnet_hidden:
         raise bad("hnet_hidden", "must list one or more positive layer sizes")
     if cfg.chunk_size and cfg.chunk_embedding_size < 1:
@@ -298,6 +237,8 @@ def _validate(cfg: Config) -> None:
         raise bad("validation_size", "must be >= 1 with model_selection=best_val")
     if not _valid_device_name(cfg.device):
         raise bad("device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if spec.check is not None:
+        resolve(spec.check)(cfg)
 
 
 def _valid_device_name(name: str) -> bool:
@@ -329,8 +270,10 @@ def resolve_config(benchmark: str, method: str = "hypermask", seed: int | str = 
 
     Raises :class:`ConfigError` (one line) for an unknown benchmark, method or key, or a bad value.
     """
-    if benchmark not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark '{benchmark}' (choose from {', '.join(BENCHMARKS)})")
+    try:
+        spec = benchmark_spec(benchmark)
+    except UnknownName as err:
+        raise ConfigError(str(err)) from None
     if method not in METHODS:
         raise ConfigError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
     overrides = {(_ALIASES.get(k, k)): v for k, v in (overrides or {}).items()}
@@ -338,11 +281,7 @@ def resolve_config(benchmark: str, method: str = "hypermask", seed: int | str = 
         if key not in _FIELDS or key in ("benchmark", "method"):
             raise ConfigError(f"unknown setting '{_public(key)}' (known: {', '.join(setting_names())})")
     typed = {k: _coerce(k, v, _FIELDS[k].type) for k, v in overrides.items()}
-    values: dict[str, Any] = dict(_BENCHMARK_DEFAULTS[benchmark])
-    values.update(_METHOD_DEFAULTS.get((benchmark, method), {}))
-    target = typed.get("target", values["target"])
-    values.update(_TARGET_DEFAULTS.get((benchmark, target), {}))
-    values.update(_METHOD_TARGET_DEFAULTS.get((benchmark, method, target), {}))
+    values = spec.settings(method, typed.get("target"))
     values.update(typed)
     values["seed"] = _coerce("seed", typed.get("seed", seed), "int")
     cfg = Config(benchmark=benchmark, method=method, **values)

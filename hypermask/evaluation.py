@@ -1,5 +1,6 @@
 """Evaluation after every task: each seen task on its test and validation splits with its own weights
-(one row of each accuracy matrix), and task inference by lowest entropy on both splits."""
+(one row of each accuracy matrix), and class-incremental accuracy with the task id unknown on both splits
+(task inferred by lowest entropy, or by the highest probability or logit over every task's classes)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import Tensor
 from hypermask.config import Config
 from hypermask.data import Task, TaskStream
 from hypermask.methods import ContinualMethod
-from hypermask.metrics import infer_task, summarize
+from hypermask.metrics import INFERENCE_RULES, session_summary, summarize
 
 SPLITS = ("test", "val")
 VAL_PREFIX = "val_"
@@ -38,12 +39,18 @@ def accuracy(method: ContinualMethod, weights, x: Tensor, y: Tensor, view: Calla
 @torch.no_grad()
 def task_inference(method: ContinualMethod, stream: TaskStream, all_weights: list, split: str,
                    device: torch.device, samples_per_task: int = 0, batch_size: int = 0) -> dict[str, float]:
-    """Task-id inference by lowest entropy over the tasks of ``all_weights``: share of samples whose task
-    is guessed right, and of those whose task and class are both right (class-incremental accuracy).
-    ``samples_per_task`` 0 uses every sample of the split; ``batch_size`` 0 means one batch per task
+    """Task-id inference over the tasks of ``all_weights`` by every rule of :data:`INFERENCE_RULES`: share
+    of samples whose task is guessed right, and of those whose class is (class-incremental accuracy).
+
+    In a task-incremental stream a class is right when its task and its class within the task are; in a
+    class-incremental stream labels are shared by all tasks and the guessed task's best class must be the
+    label. ``samples_per_task`` 0 uses every sample of the split; ``batch_size`` 0 means one batch per task
     (batch-statistics normalisation sees the same batches as in :func:`accuracy`)."""
     seen = len(all_weights)
-    task_hits = class_hits = total = 0
+    offset = 0 if stream.class_incremental else stream.classes_per_task
+    task_hits = dict.fromkeys(INFERENCE_RULES, 0)
+    class_hits = dict.fromkeys(INFERENCE_RULES, 0)
+    total = 0
     for j, task in enumerate(stream.tasks[:seen]):
         x, y = split_data(task, split)
         if samples_per_task:
@@ -52,13 +59,17 @@ def task_inference(method: ContinualMethod, stream: TaskStream, all_weights: lis
         for start in range(0, len(x), step):
             xb = task.view(stream.eval_preprocess(x[start: start + step].to(device)))
             logits = torch.stack([method(xb, all_weights[k]) for k in range(seen)])
-            guessed_task, guessed_class = infer_task(logits)
-            right_task = guessed_task.cpu() == j
-            task_hits += int(right_task.sum())
-            class_hits += int((right_task & (guessed_class.cpu() == y[start: start + step])).sum())
+            truth = j * offset + y[start: start + step]
+            for prefix, rule in INFERENCE_RULES.items():
+                guessed_task, guessed_class = (guess.cpu() for guess in rule(logits))
+                task_hits[prefix] += int((guessed_task == j).sum())
+                class_hits[prefix] += int((guessed_task * offset + guessed_class == truth).sum())
         total += len(y)
-    return {"task_inference_accuracy": 100.0 * task_hits / max(1, total),
-            "class_incremental_accuracy": 100.0 * class_hits / max(1, total)}
+    scores: dict[str, float] = {}
+    for prefix in INFERENCE_RULES:
+        scores[prefix + "task_inference_accuracy"] = 100.0 * task_hits[prefix] / max(1, total)
+        scores[prefix + "class_incremental_accuracy"] = 100.0 * class_hits[prefix] / max(1, total)
+    return scores
 
 
 def has_validation(stream: TaskStream) -> bool:
@@ -105,3 +116,19 @@ def task_metrics(matrix: list[list[float]], val_matrix: list[list[float]],
         metrics.update({VAL_PREFIX + k: v for k, v in summarize(val_matrix).items()})
     metrics.update(inference)
     return metrics
+
+
+def session_metrics(previous: dict, current: dict) -> dict:
+    """Class-incremental accuracy after every session so far (``session_accuracy``, a list: ``previous``
+    holds the earlier sessions'), its mean and its drop from the first session to the last, for every
+    inference rule (prefixed as in :data:`INFERENCE_RULES`) on test and validation data (``val_``)."""
+    found = {}
+    for split in ("", VAL_PREFIX):
+        for rule in INFERENCE_RULES:
+            prefix = split + rule
+            if prefix + "class_incremental_accuracy" not in current:
+                continue
+            history = [*previous.get(prefix + "session_accuracy", []), current[prefix + "class_incremental_accuracy"]]
+            found[prefix + "session_accuracy"] = history
+            found.update({prefix + k: v for k, v in session_summary(history).items()})
+    return found

@@ -13,12 +13,11 @@ import os
 from dataclasses import dataclass
 
 from hypermask.config import Config, ConfigError
+from hypermask.registry import benchmark_spec, dataset_spec
 
 GIB = 1024**3
 FLOAT = 4  # bytes per float32
 RUNTIME_BYTES = 512 * 1024**2  # interpreter, torch and its kernels
-# Samples (train, test), scalars per raw image and classes of every dataset.
-_DATASETS = {"mnist": (60_000, 10_000, 28 * 28, 10), "cifar100": (50_000, 10_000, 3 * 32 * 32, 100)}
 # Activation scalars per sample of the convolutional targets: every layer's outputs (BN included),
 # and the widest layer's output (what evaluation, without gradients, holds at a time).
 _CONV_ACTIVATIONS = {"resnet20": (3 * 360_448, 32 * 32 * 32), "zenkenet": (2 * 90_000, 32 * 32 * 32)}
@@ -37,10 +36,10 @@ class Footprint:
 
 
 def _target(cfg: Config):
-    from hypermask.data.streams import STREAM_SHAPES
     from hypermask.nets import build_target
 
-    shape, classes = STREAM_SHAPES[cfg.benchmark]
+    spec = benchmark_spec(cfg.benchmark)
+    shape, classes = spec.input_shape, spec.outputs
     return build_target(cfg.target, shape, classes, cfg.target_hidden), shape, classes
 
 
@@ -65,14 +64,12 @@ def _mlp_params(sizes: list[int]) -> int:
 
 
 def _samples_per_task(cfg: Config) -> tuple[int, int]:
-    """Training and test samples of one task (after ``shots`` and ``train_subset``)."""
-    from hypermask.data.streams import STREAM_SHAPES, dataset_for
-
-    train, test, _, classes = _DATASETS[dataset_for(cfg.benchmark)]
-    share = STREAM_SHAPES[cfg.benchmark][1] / classes if cfg.benchmark != "permuted_mnist" else 1.0
-    train, test = int(train * share), int(test * share)
-    if cfg.shots:
-        train = min(train, cfg.shots * STREAM_SHAPES[cfg.benchmark][1])
+    """Training and test samples of the largest task (after ``shots`` and ``train_subset``)."""
+    spec = benchmark_spec(cfg.benchmark)
+    dataset = dataset_spec(spec.dataset)
+    train, test = int(dataset.train_size * spec.task_share), int(dataset.test_size * spec.task_share)
+    if cfg.shots and spec.shots_cap_every_task:
+        train = min(train, cfg.shots * spec.outputs)
     if cfg.train_subset:
         train = min(train, cfg.train_subset)
     return max(1, train), max(1, test)
@@ -108,15 +105,13 @@ def estimate(cfg: Config) -> Footprint:
         widest = max([math.prod(shape), *cfg.target_hidden])
     else:
         per_sample, widest = _CONV_ACTIVATIONS[cfg.target]
-    from hypermask.data.streams import dataset_for
-
     train, test = _samples_per_task(cfg)
     eval_batch = min(cfg.eval_batch_size or test, test)
     scalars += 3 * per_sample * min(cfg.batch_size, train) + 3 * widest * eval_batch
     # dataset: raw bytes, one float copy of every image, the tasks' own copies of their samples
-    train_all, test_all, raw_pixels, _ = _DATASETS[dataset_for(cfg.benchmark)]
-    samples = train_all + test_all
-    data = samples * raw_pixels + 2 * FLOAT * samples * math.prod(shape)
+    dataset = dataset_spec(benchmark_spec(cfg.benchmark).dataset)
+    samples = dataset.train_size + dataset.test_size
+    data = samples * math.prod(dataset.image_shape) + 2 * FLOAT * samples * math.prod(shape)
     return Footprint(data=data, model=FLOAT * scalars + RUNTIME_BYTES)
 
 

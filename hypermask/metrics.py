@@ -52,3 +52,30 @@ def infer_task(logits_per_task: Tensor) -> tuple[Tensor, Tensor]:
     task = entropy(logits_per_task).argmin(0)
     chosen = logits_per_task[task, torch.arange(logits_per_task.shape[1])]
     return task, chosen.argmax(-1)
+
+
+def infer_max_probability(logits_per_task: Tensor) -> tuple[Tensor, Tensor]:
+    """Task and class of the highest softmax probability over every task's classes."""
+    return _argmax_over_tasks(torch.softmax(logits_per_task, dim=-1))
+
+
+def infer_max_logit(logits_per_task: Tensor) -> tuple[Tensor, Tensor]:
+    """Task and class of the highest logit over every task's classes."""
+    return _argmax_over_tasks(logits_per_task)
+
+
+def _argmax_over_tasks(scores: Tensor) -> tuple[Tensor, Tensor]:
+    tasks, batch, classes = scores.shape
+    best = scores.permute(1, 0, 2).reshape(batch, tasks * classes).argmax(-1)
+    return best // classes, best % classes
+
+
+# Rules that guess task and class when the task id is unknown, by the prefix of their metrics:
+# lowest entropy (the paper's, unprefixed), highest probability, highest logit.
+INFERENCE_RULES = {"": infer_task, "maxprob_": infer_max_probability, "maxlogit_": infer_max_logit}
+
+
+def session_summary(accuracies: list[float]) -> dict[str, float]:
+    """Mean of the accuracies after every session and the drop from the first to the last."""
+    return {"mean_session_accuracy": sum(accuracies) / len(accuracies),
+            "session_accuracy_drop": accuracies[0] - accuracies[-1]}

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from hypermask.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from hypermask.config import Config
 from hypermask.data import TaskStream, build_stream, inference_state
-from hypermask.evaluation import accuracy, evaluate_after_task, task_metrics
+from hypermask.evaluation import accuracy, evaluate_after_task, session_metrics, task_metrics
 from hypermask.masks import ramped_sparsity
 from hypermask.methods import ContinualMethod, build_for_stream
 from hypermask.optim import in_backward_adam, make_optimizer
@@ -34,12 +34,13 @@ class DivergedError(RuntimeError):
 @dataclass
 class TaskReport:
     """What the loop tells its callback after every finished task (``metrics``: test scores, the same
-    on validation data with a ``val_`` prefix, task inference on both)."""
+    on validation data with a ``val_`` prefix, task inference on both; for class-incremental streams also
+    the per-session lists, e.g. ``session_accuracy``)."""
 
     task: int
     num_tasks: int
     accuracy_matrix: list[list[float]]
-    metrics: dict[str, float]
+    metrics: dict[str, float | list[float]]
     checkpoint_dir: Path | None
     elapsed_s: float
     val_accuracy_matrix: list[list[float]] = field(default_factory=list)
@@ -47,21 +48,24 @@ class TaskReport:
 
 @dataclass
 class RunResult:
-    """A finished run: configuration, accuracy matrix, metrics and the trained method."""
+    """A finished run: configuration, accuracy matrix, metrics and the trained method (``protocol``: how
+    the stream was drawn, where it records that, e.g. the class order and shots of a few-shot protocol)."""
 
     config: Config
     accuracy_matrix: list[list[float]]
-    metrics: dict[str, float]
+    metrics: dict[str, float | list[float]]
     method: ContinualMethod
     seconds_per_step: list[float] = field(default_factory=list)
     val_accuracy_matrix: list[list[float]] = field(default_factory=list)
     inputs: dict = field(default_factory=dict)  # how the tasks see images (hypermask.data.inference_state)
+    protocol: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The contents of ``metrics.json``."""
+        extra = {"protocol": self.protocol} if self.protocol else {}
         return {**self.metrics, "accuracy_matrix": self.accuracy_matrix,
                 "val_accuracy_matrix": self.val_accuracy_matrix,
-                "seconds_per_step": self.seconds_per_step, "config": self.config.to_dict()}
+                "seconds_per_step": self.seconds_per_step, **extra, "config": self.config.to_dict()}
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write ``metrics.json`` and the model files (hypernetwork, embeddings, target weights, and
@@ -187,7 +191,7 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
     matrix: list[list[float]] = []
     val_matrix: list[list[float]] = []
     seconds_per_step: list[float] = []
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float | list[float]] = {}
     elapsed = 0.0
     if resumed is not None:
         method.load_state_dict(resumed.model_state)
@@ -195,12 +199,15 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
         val_matrix, metrics = resumed.val_accuracy_matrix, resumed.metrics
     for task in range(len(matrix), len(stream)):
         started = time.perf_counter()
+        method.scored_classes = stream.scored_classes(task)
         seconds_per_step.append(_train_task(method, stream, task, cfg, device))
         evaluation = evaluate_after_task(method, stream, task, cfg, device)
         matrix.append(evaluation.test_row)
         if evaluation.val_row:
             val_matrix.append(evaluation.val_row)
-        metrics = task_metrics(matrix, val_matrix, evaluation.inference)
+        previous, metrics = metrics, task_metrics(matrix, val_matrix, evaluation.inference)
+        if stream.class_incremental:
+            metrics.update(session_metrics(previous, metrics))
         if task == len(stream) - 1:  # the last task's report carries the run's summary (e.g. mask density)
             metrics.update(method.summary_metrics(len(stream)))
         elapsed += time.perf_counter() - started
@@ -212,4 +219,5 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
             on_task_end(TaskReport(task, len(stream), [list(r) for r in matrix], dict(metrics),
                                    checkpoint_path, elapsed, [list(r) for r in val_matrix]))
     metrics = {**metrics, **method.summary_metrics(len(stream)), "elapsed_s": elapsed}  # also after a resume
-    return RunResult(cfg, matrix, metrics, method, seconds_per_step, val_matrix, inference_state(stream))
+    return RunResult(cfg, matrix, metrics, method, seconds_per_step, val_matrix, inputs=inference_state(stream),
+                     protocol=stream.protocol)

@@ -85,3 +85,26 @@ def test_hnet_regulariser_has_single_normalisation() -> None:
     loss, logits = method.training_loss(2, x, y, 0.0)
     reg = ((method.hnet(method.embeddings[:2]) - targets) ** 2).sum() / 2
     assert torch.allclose(loss, F.cross_entropy(logits, y) + reg, rtol=1e-5)
+
+
+def test_nomask_is_finetuning_plus_the_plain_weight_regulariser() -> None:
+    from hypermask.methods import Finetune, NoMask
+    from hypermask.nets import ResNet20
+
+    torch.manual_seed(2)
+    cfg = small_config(method="nomask", **{"lambda": 0.05})
+    target = ResNet20(n_out=2, n=1, k=1, in_channels=1)  # batch-norm tensors are left out of the L1 term
+    method = NoMask(cfg, target, num_tasks=2)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 2, (8,))
+    method.start_task(0)
+    _trained_a_little(method, 0)
+    first, _ = method.training_loss(0, x, y, 0.0)
+    assert torch.equal(first, F.cross_entropy(target(x, list(method.theta)), y))  # nothing to keep yet
+    method.start_task(1)
+    snapshot = [p.detach().clone() for p in method.theta]
+    _trained_a_little(method, 1)
+    loss, _ = method.training_loss(1, x, y, 0.0)
+    l1 = sum((th - s).abs().sum() for th, s, m in zip(method.theta, snapshot, target.masked) if m)
+    expected = F.cross_entropy(target(x, list(method.theta)), y) + 0.05 * l1
+    assert torch.allclose(loss, expected, rtol=1e-6, atol=1e-6)
+    assert isinstance(method, Finetune) and not any(name.startswith("hnet") for name, _ in method.named_parameters())

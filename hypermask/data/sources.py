@@ -1,4 +1,8 @@
-"""Raw datasets through torchvision: data root, offline mirror, integrity checks, clear errors."""
+"""Registered datasets on disk: data root, offline mirror, integrity checks, loading, clear errors.
+
+What a dataset is (files, checksums, how to read and fetch them) is its registered
+:class:`hypermask.registry.DatasetSpec`; this module does the same for every one of them.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,9 @@ import torch
 from torch import Tensor
 
 from hypermask.paths import PathProblem, check_folder, expand, make_folder, remove_folders
+from hypermask.registry import DatasetSpec, UnknownName, dataset_spec, resolve
 
 MIRROR_ENV = "HYPERMASK_DATA_MIRROR"
-
-# md5 of the uncompressed MNIST IDX files (torchvision's raw/ layout).
-MNIST_MD5 = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
-DATASETS = ("mnist", "cifar100")
-IMAGE_SHAPES = {"mnist": (28, 28), "cifar100": (32, 32, 3)}  # one image as the dataset gives it
 
 
 class DataError(RuntimeError):
@@ -62,20 +57,16 @@ def _path(path: str | Path, what: str) -> Path:
         raise DataError(str(err)) from None
 
 
-def _folder(name: str) -> str:
-    return {"mnist": "MNIST", "cifar100": "cifar-100-python"}[name]
+def _spec(name: str) -> DatasetSpec:
+    try:
+        return dataset_spec(name)
+    except UnknownName as err:
+        raise DataError(str(err)) from None
 
 
 def _expected_files(name: str, root: Path) -> dict[Path, str]:
     """Every file of ``name`` under ``root`` with its md5."""
-    if name == "mnist":
-        return {root / "MNIST" / "raw" / f: md5 for f, md5 in MNIST_MD5.items()}
-    from torchvision.datasets import CIFAR100
-
-    folder = root / CIFAR100.base_folder
-    files = {folder / f: md5 for f, md5 in CIFAR100.train_list + CIFAR100.test_list}
-    files[folder / CIFAR100.meta["filename"]] = CIFAR100.meta["md5"]
-    return files
+    return {root / path: md5 for path, md5 in _spec(name).files.items()}
 
 
 def _present(name: str, root: Path) -> bool:
@@ -105,24 +96,23 @@ def verify_dataset(name: str, root: Path) -> None:
 
 def _download(name: str, root: Path) -> None:
     """Download ``name`` into ``root``; on failure remove what this call created and name the cause."""
-    from torchvision.datasets import CIFAR100, MNIST
-
-    cls = MNIST if name == "mnist" else CIFAR100
+    spec = _spec(name)
+    hint = "" if mirror_root() else f"; or set {MIRROR_ENV} to a folder holding {spec.folder}/"
+    if spec.download is None:
+        raise DataError(f"{name} is not under {root} and cannot be downloaded{hint}")
     try:
         created = make_folder(root, "data_root")
     except PathProblem as err:
         raise DataError(str(err)) from None
-    target = root / _folder(name)
+    target = root / spec.folder
     fresh = not target.exists()
     try:
-        for train in (True, False):
-            cls(str(root), train=train, download=True)
+        resolve(spec.download)(root)
     except Exception as err:
         if fresh:
             shutil.rmtree(target, ignore_errors=True)
         remove_folders(created)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        hint = "" if mirror_root() else f"; or set {MIRROR_ENV} to a folder holding it in torchvision's layout"
         raise DataError(f"{name} is not under {root} and could not be downloaded ({reason}){hint}") from None
 
 
@@ -139,8 +129,7 @@ def locate_dataset(name: str, root: str | Path) -> Path:
     A copy under ``root`` or in the mirror that is incomplete or corrupt is reported (file and
     folder named), not downloaded over; ``root`` is created only when something is downloaded.
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
+    _spec(name)
     root = _path(root, "data_root")
     _check_root(root, "data_root")
     mirror = mirror_root()
@@ -162,13 +151,13 @@ def prepare_dataset(name: str, root: str | Path) -> Path:
 
     A missing, partial or corrupt copy under ``root`` is replaced by the mirror's when that one is intact.
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
+    _spec(name)
     root = _path(root, "--root")
     _check_root(root, "--root")
     mirror = mirror_root()
     if _problem(name, root) and mirror is not None and _present(name, mirror) and not _problem(name, mirror):
-        _copy_folder(mirror / _folder(name), root / _folder(name), root)
+        folder = _spec(name).folder
+        _copy_folder(mirror / folder, root / folder, root)
     return locate_dataset(name, root)
 
 
@@ -193,14 +182,18 @@ def _copy_folder(source: Path, target: Path, root: Path) -> None:
 
 def load_arrays(name: str, root: str | Path) -> ImageArrays:
     """Train and test images and labels of ``name`` as tensors (uint8 images, int64 labels)."""
-    from torchvision.datasets import CIFAR100, MNIST
-
     folder = locate_dataset(name, root)
-    cls = MNIST if name == "mnist" else CIFAR100
     try:
-        train, test = cls(str(folder), train=True), cls(str(folder), train=False)
+        return resolve(_spec(name).load)(folder)
+    except DataError:
+        raise
     except Exception as err:
         raise DataError(f"{name} under {folder} could not be read: {err}") from None
+
+
+def torchvision_arrays(dataset_class: type, folder: Path) -> ImageArrays:
+    """Train and test splits of a torchvision dataset class whose files are under ``folder``."""
+    train, test = dataset_class(str(folder), train=True), dataset_class(str(folder), train=False)
 
     def images(ds) -> Tensor:
         data = ds.data
@@ -214,12 +207,7 @@ def load_arrays(name: str, root: str | Path) -> ImageArrays:
 
 def dataset_checksums(name: str) -> dict[str, str]:
     """The checksums a dataset's files are verified against (they identify the data of a result)."""
-    if name == "mnist":
-        return dict(MNIST_MD5)
-    from torchvision.datasets import CIFAR100
-
-    listed = [*CIFAR100.train_list, *CIFAR100.test_list, [CIFAR100.meta["filename"], CIFAR100.meta["md5"]]]
-    return {filename: md5 for filename, md5 in listed}
+    return {Path(path).name: md5 for path, md5 in _spec(name).files.items()}
 
 
 def pin_mirror() -> Path | None:

@@ -1,7 +1,9 @@
-"""Benchmarks as task streams: Permuted MNIST, Split MNIST, Split CIFAR-100."""
+"""Benchmarks as task streams: Permuted MNIST, Split MNIST, Split CIFAR-100, few-shot class-incremental
+sessions; the builders that registered benchmarks name (see :mod:`hypermask.registry`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,8 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hypermask.config import Config
+from hypermask.data.fscil import class_order, session_ranges
 from hypermask.data.preprocess import Preprocess
-from hypermask.data.sources import IMAGE_SHAPES, ImageArrays, load_arrays
+from hypermask.data.sources import DataError, ImageArrays, load_arrays
+from hypermask.registry import benchmark_spec, dataset_spec, resolve
 
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
@@ -19,9 +23,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what hypnettorch's CIFAR-100 loader nor
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
-# Input shape (C, H, W) and classes per task of every benchmark's stream.
-STREAM_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "permuted_mnist": ((1, 32, 32), 10), "split_mnist": ((1, 28, 28), 2), "split_cifar100": ((3, 32, 32), 10)}
 
 
 @dataclass
@@ -46,7 +47,13 @@ class Task:
 
 @dataclass
 class TaskStream:
-    """An ordered list of tasks with their shared input shape, class count and preprocessing."""
+    """An ordered list of tasks with their shared input shape, output size and preprocessing.
+
+    Task-incremental streams re-index every task's labels to ``0 .. classes_per_task - 1`` and leave
+    ``seen_classes`` empty. Class-incremental streams (the task id unknown at test time) keep one label per
+    class over the whole stream; ``seen_classes[t]`` output units score the classes seen after task ``t``.
+    ``protocol`` records how the stream was drawn (class order, chosen samples), JSON-safe.
+    """
 
     name: str
     tasks: list[Task]
@@ -54,6 +61,17 @@ class TaskStream:
     classes_per_task: int
     train_preprocess: Preprocess = field(default_factory=Preprocess)
     eval_preprocess: Preprocess = field(default_factory=Preprocess)
+    seen_classes: list[int] = field(default_factory=list)
+    protocol: dict = field(default_factory=dict)
+
+    @property
+    def class_incremental(self) -> bool:
+        """Whether labels are shared across tasks and the task id is unknown at test time."""
+        return bool(self.seen_classes)
+
+    def scored_classes(self, task: int) -> int | None:
+        """Output units that score classes while training and evaluating ``task`` (None: all of them)."""
+        return self.seen_classes[task] if self.seen_classes else None
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -106,7 +124,7 @@ def _subsample(x: Tensor, y: Tensor, cfg: Config, generator: torch.Generator) ->
     return x, y
 
 
-def _split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) -> list[Task]:
+def split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) -> list[Task]:
     """Tasks of consecutive class groups ({0,1}, {2,3}, ... or 10-class blocks)."""
     generator = torch.Generator().manual_seed(cfg.seed)
     train_x = stream_images(cfg.benchmark, _scaled(arrays.train_x))
@@ -123,6 +141,74 @@ def _split_by_classes(arrays: ImageArrays, cfg: Config, classes_per_task: int) -
     return tasks
 
 
+def _last(index: Tensor, size: int) -> Tensor:
+    """The last ``size`` entries of ``index`` (at most all but one), as :func:`_hold_out` holds out."""
+    size = min(size, max(0, len(index) - 1))
+    return index[len(index) - size:]
+
+
+def _choose_shots(labels: Tensor, session: range, shots: int, generator: torch.Generator) -> Tensor:
+    """Indices of ``shots`` training samples of every class of ``session``, drawn with ``generator``."""
+    chosen = []
+    for label in session:
+        where = torch.nonzero(labels == label).flatten()
+        if len(where) < shots:
+            raise DataError(f"class at position {label} has {len(where)} training images, fewer than "
+                            f"shots={shots}")
+        chosen.append(where[torch.randperm(len(where), generator=generator)[:shots]])
+    return torch.cat(chosen).sort().values
+
+
+def class_incremental_sessions(cfg: Config, arrays: ImageArrays) -> TaskStream:
+    """Few-shot class-incremental sessions (see :mod:`hypermask.data.fscil`), before preprocessing.
+
+    The base session trains on all training images of its classes but the last ``validation_size``
+    (validation); every later session on ``shots`` images per class drawn with ``protocol_seed``, its
+    validation being the last ``validation_size`` of the images not drawn. Tests: every test image of the
+    session's classes.
+    """
+    spec = benchmark_spec(cfg.benchmark)
+    classes = dataset_spec(spec.dataset).classes
+    order = class_order(classes, cfg.protocol_seed)
+    position = torch.empty(classes, dtype=torch.long)
+    position[torch.tensor(order)] = torch.arange(classes)
+    train_y, test_y = position[arrays.train_y], position[arrays.test_y]
+    train_x, test_x = _to_float_nchw(arrays.train_x), _to_float_nchw(arrays.test_x)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    shot_generator = torch.Generator().manual_seed(cfg.protocol_seed)
+    ranges = session_ranges(cfg)
+    tasks, shot_indices = [], []
+    for s, session in enumerate(ranges):
+        in_session = torch.nonzero((train_y >= session.start) & (train_y < session.stop)).flatten()
+        if s == 0:
+            x, y, vx, vy = _hold_out(train_x[in_session], train_y[in_session], cfg.validation_size)
+            x, y = _subsample(x, y, dataclasses.replace(cfg, shots=0), generator)
+        else:
+            chosen = _choose_shots(train_y, session, cfg.shots, shot_generator)
+            shot_indices.append(chosen.tolist())
+            held = _last(in_session[~torch.isin(in_session, chosen)], cfg.validation_size)
+            x, y, vx, vy = train_x[chosen], train_y[chosen], train_x[held], train_y[held]
+        in_test = (test_y >= session.start) & (test_y < session.stop)
+        tasks.append(Task(x, y, vx, vy, test_x[in_test], test_y[in_test]))
+    protocol = {"class_order": order, "sessions": [[order[label] for label in r] for r in ranges],
+                "shot_indices": shot_indices}
+    return TaskStream(cfg.benchmark, tasks, spec.input_shape, spec.outputs,
+                      seen_classes=[r.stop for r in ranges], protocol=protocol)
+
+
+def _mnist_preprocess(cfg: Config) -> tuple[Preprocess, Preprocess]:
+    """Random crop 28 (pad 4) when augmenting, MNIST normalisation (training, evaluation)."""
+    return (Preprocess(MNIST_MEAN, MNIST_STD, crop_padding=4 if cfg.augment else 0),
+            Preprocess(MNIST_MEAN, MNIST_STD))
+
+
+def _cifar_preprocess(cfg: Config) -> tuple[Preprocess, Preprocess]:
+    """Flip + crop 32 (pad 4) when augmenting, then normalisation by ``cfg.normalization`` (ImageNet
+    mean/std by default, as the reference; or CIFAR-100's own) (training, evaluation)."""
+    mean, std = CIFAR_NORMALIZATIONS[cfg.normalization]
+    return Preprocess(mean, std, crop_padding=4 if cfg.augment else 0, flip=cfg.augment), Preprocess(mean, std)
+
+
 def permuted_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """MNIST padded to 32x32, one fixed pixel permutation per task (the first task included)."""
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -134,25 +220,25 @@ def permuted_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
         permutation = torch.randperm(32 * 32, generator=generator)
         tx, ty = _subsample(x, y, cfg, generator)
         tasks.append(Task(tx, ty, vx, vy, test, arrays.test_y, permutation))
-    return TaskStream("permuted_mnist", tasks, *STREAM_SHAPES["permuted_mnist"])
+    spec = benchmark_spec(cfg.benchmark)
+    return TaskStream(cfg.benchmark, tasks, spec.input_shape, spec.outputs)
+
+
+def _split(cfg: Config, arrays: ImageArrays, preprocess: tuple[Preprocess, Preprocess]) -> TaskStream:
+    spec = benchmark_spec(cfg.benchmark)
+    return TaskStream(cfg.benchmark, split_by_classes(arrays, cfg, spec.outputs), spec.input_shape,
+                      spec.outputs, *preprocess)
 
 
 def split_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """Five two-class tasks {0,1}..{8,9}; random crop 28 (pad 4) and MNIST normalisation."""
-    train = Preprocess(MNIST_MEAN, MNIST_STD, crop_padding=4 if cfg.augment else 0)
-    shape, classes = STREAM_SHAPES["split_mnist"]
-    return TaskStream("split_mnist", _split_by_classes(arrays, cfg, classes), shape, classes,
-                      train, Preprocess(MNIST_MEAN, MNIST_STD))
+    return _split(cfg, arrays, _mnist_preprocess(cfg))
 
 
 def split_cifar100(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """Ten ten-class tasks in natural class order; flip + crop 32 (pad 4), then normalisation by
     ``cfg.normalization`` (ImageNet mean/std by default, as the reference; or CIFAR-100's own)."""
-    mean, std = CIFAR_NORMALIZATIONS[cfg.normalization]
-    train = Preprocess(mean, std, crop_padding=4 if cfg.augment else 0, flip=cfg.augment)
-    shape, classes = STREAM_SHAPES["split_cifar100"]
-    return TaskStream("split_cifar100", _split_by_classes(arrays, cfg, classes), shape, classes,
-                      train, Preprocess(mean, std))
+    return _split(cfg, arrays, _cifar_preprocess(cfg))
 
 
 def inference_state(stream: TaskStream) -> dict[str, Any]:
@@ -161,7 +247,7 @@ def inference_state(stream: TaskStream) -> dict[str, Any]:
     pre = stream.eval_preprocess
     return {"name": stream.name, "input_shape": list(stream.input_shape), "classes_per_task": stream.classes_per_task,
             "mean": None if pre.mean is None else list(pre.mean), "std": None if pre.std is None else list(pre.std),
-            "permutations": [task.permutation for task in stream.tasks]}
+            "permutations": [task.permutation for task in stream.tasks], "seen_classes": list(stream.seen_classes)}
 
 
 def stream_from_state(state: dict[str, Any]) -> TaskStream:
@@ -172,25 +258,40 @@ def stream_from_state(state: dict[str, Any]) -> TaskStream:
     pre = Preprocess(None if state["mean"] is None else tuple(state["mean"]),
                      None if state["std"] is None else tuple(state["std"]))
     return TaskStream(state["name"], tasks, tuple(state["input_shape"]), int(state["classes_per_task"]),
-                      eval_preprocess=pre)
+                      eval_preprocess=pre, seen_classes=list(state.get("seen_classes", [])))
 
 
-_BUILDERS = {"permuted_mnist": permuted_mnist, "split_mnist": split_mnist, "split_cifar100": split_cifar100}
-_SOURCES = {"permuted_mnist": "mnist", "split_mnist": "mnist", "split_cifar100": "cifar100"}
+def fscil_mnist(cfg: Config, arrays: ImageArrays) -> TaskStream:
+    """Few-shot class-incremental MNIST; Split MNIST's preprocessing."""
+    stream = class_incremental_sessions(cfg, arrays)
+    stream.train_preprocess, stream.eval_preprocess = _mnist_preprocess(cfg)
+    return stream
+
+
+def fscil_cifar100(cfg: Config, arrays: ImageArrays) -> TaskStream:
+    """Few-shot class-incremental CIFAR-100; Split CIFAR-100's preprocessing."""
+    stream = class_incremental_sessions(cfg, arrays)
+    stream.train_preprocess, stream.eval_preprocess = _cifar_preprocess(cfg)
+    return stream
 
 
 def dataset_for(benchmark: str) -> str:
     """Name of the raw dataset a benchmark is built from."""
-    return _SOURCES[benchmark]
+    return benchmark_spec(benchmark).dataset
 
 
 def image_shape(benchmark: str) -> tuple[int, ...]:
     """Shape of one image as ``benchmark``'s dataset gives it: (28, 28) for MNIST, (32, 32, 3) for CIFAR-100."""
-    return IMAGE_SHAPES[_SOURCES[benchmark]]
+    return tuple(dataset_spec(benchmark_spec(benchmark).dataset).image_shape)
 
 
 def build_stream(cfg: Config, arrays: ImageArrays | None = None) -> TaskStream:
     """Task stream of ``cfg.benchmark`` from ``arrays`` (loaded from ``cfg.data_root`` if omitted)."""
+    spec = benchmark_spec(cfg.benchmark)
     if arrays is None:
-        arrays = load_arrays(_SOURCES[cfg.benchmark], cfg.data_root)
-    return _BUILDERS[cfg.benchmark](cfg, arrays)
+        arrays = load_arrays(spec.dataset, cfg.data_root)
+    stream = resolve(spec.build)(cfg, arrays)
+    if tuple(stream.input_shape) != tuple(spec.input_shape) or stream.classes_per_task != spec.outputs:
+        raise ValueError(f"benchmark '{spec.name}' built inputs {tuple(stream.input_shape)} and "
+                         f"{stream.classes_per_task} outputs, but registered {spec.input_shape} and {spec.outputs}")
+    return stream

@@ -7,12 +7,14 @@ from hypermask.methods.base import ContinualMethod
 from hypermask.methods.finetune import Finetune
 from hypermask.methods.hnet import Hnet
 from hypermask.methods.hypermask import HyperMask
+from hypermask.methods.nomask import NoMask
 from hypermask.nets import TargetNetwork, build_target
 
 METHOD_CLASSES: dict[str, type[ContinualMethod]] = {
     "hypermask": HyperMask,
     "hnet": Hnet,
     "finetune": Finetune,
+    "nomask": NoMask,
 }
 
 
@@ -29,5 +31,5 @@ def build_for_stream(cfg: Config, input_shape: tuple[int, ...], classes_per_task
     return build_method(cfg, target, num_tasks)
 
 
-__all__ = ["ContinualMethod", "HyperMask", "Hnet", "Finetune", "build_method", "build_for_stream",
+__all__ = ["ContinualMethod", "HyperMask", "Hnet", "Finetune", "NoMask", "build_method", "build_for_stream",
            "METHOD_CLASSES"]

@@ -14,10 +14,13 @@ class ContinualMethod(nn.Module):
     """How a task's target weights are formed and which regularisers apply.
 
     The training loop calls :meth:`start_task` once per task, then :meth:`training_loss` every
-    step; evaluation uses :meth:`task_weights` with the target network.
+    step; evaluation uses :meth:`task_weights` with the target network. Logits come from
+    :meth:`forward`, which keeps the first ``scored_classes`` output units (set by the loop for
+    class-incremental streams: the classes seen so far; None keeps all).
     """
 
     name = "base"
+    scored_classes: int | None = None
 
     def __init__(self, cfg: Config, target: TargetNetwork, num_tasks: int) -> None:
         super().__init__()
@@ -41,7 +44,9 @@ class ContinualMethod(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor, weights: list[Tensor]) -> Tensor:
-        return self.target(x, weights)
+        """Logits of the target network with ``weights`` over the scored classes."""
+        logits = self.target(x, weights)
+        return logits if self.scored_classes is None else logits[:, : self.scored_classes]
 
     def artifacts(self) -> dict[str, object]:
         """Named pieces saved as model files (hypernetwork, embeddings, target weights)."""
@@ -105,3 +110,24 @@ def load_tensors(params: nn.ParameterList, tensors: list[Tensor]) -> None:
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     """Mean cross-entropy of a batch."""
     return F.cross_entropy(logits, y)
+
+
+def weight_snapshot(theta: list[Tensor], task: int, lambda_: float) -> list[Tensor] | None:
+    """Detached copy of θ at the start of ``task``: what the weight regulariser compares against (None
+    for the first task or without the regulariser)."""
+    if task > 0 and lambda_ > 0:
+        return [p.detach().clone() for p in theta]
+    return None
+
+
+def l1_from_snapshot(theta: list[Tensor], snapshot: list[Tensor], indices: list[int],
+                     masks: list[Tensor] | None = None) -> Tensor:
+    """Σ_i ‖(θ_i − θ*_i) ⊙ M_i‖₁ over the tensors ``indices`` (summed, not averaged); ``masks`` (aligned
+    with ``indices``) weight the difference, None leaves it unweighted."""
+    total = torch.zeros((), device=theta[indices[0]].device)
+    for k, index in enumerate(indices):
+        diff = theta[index] - snapshot[index]
+        if masks is not None:
+            diff = diff * masks[k]
+        total = total + diff.abs().sum()
+    return total

@@ -19,7 +19,7 @@ class Finetune(ContinualMethod):
         self.theta = nn.ParameterList(nn.Parameter(t) for t in target.init_weights())
 
     def training_loss(self, task: int, x: Tensor, y: Tensor, sparsity: float) -> tuple[Tensor, Tensor]:
-        logits = self.target(x, list(self.theta))
+        logits = self(x, list(self.theta))
         return cross_entropy(logits, y), logits
 
     def all_task_weights(self, num_tasks: int) -> list[list[Tensor]]:

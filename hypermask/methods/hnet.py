@@ -19,7 +19,7 @@ class Hnet(HypernetworkMethod):
 
     def training_loss(self, task: int, x: Tensor, y: Tensor, sparsity: float) -> tuple[Tensor, Tensor]:
         raw, hnet_reg = self.hnet_outputs(task)
-        logits = self.target(x, split_flat(raw, self.target.param_shapes))
+        logits = self(x, split_flat(raw, self.target.param_shapes))
         loss = cross_entropy(logits, y)
         if hnet_reg is not None:
             loss = loss + self.cfg.beta * hnet_reg

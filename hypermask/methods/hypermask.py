@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from hypermask.config import Config
 from hypermask.masks import ThresholdHint, layer_masks, mask_overlap
-from hypermask.methods.base import HypernetworkMethod, cross_entropy, load_tensors
+from hypermask.methods.base import HypernetworkMethod, cross_entropy, l1_from_snapshot, load_tensors, weight_snapshot
 from hypermask.nets import TargetNetwork, split_flat
 
 
@@ -31,10 +31,7 @@ class HyperMask(HypernetworkMethod):
 
     def start_task(self, task: int) -> None:
         super().start_task(task)
-        if task > 0 and self.cfg.lambda_ > 0:
-            self._theta_snapshot = [p.detach().clone() for p in self.theta]
-        else:
-            self._theta_snapshot = None
+        self._theta_snapshot = weight_snapshot(list(self.theta), task, self.cfg.lambda_)
 
     def masked_weights(self, raw: Tensor, sparsity: float,
                        hints: list[ThresholdHint] | None = None) -> tuple[list[Tensor], list[Tensor]]:
@@ -51,18 +48,13 @@ class HyperMask(HypernetworkMethod):
     def weight_regulariser(self, masks: list[Tensor]) -> Tensor:
         """L1 distance of the masked target tensors from their snapshot (summed)."""
         assert self._theta_snapshot is not None
-        total = torch.zeros((), device=masks[0].device)
-        for k, index in enumerate(self.masked_index):
-            diff = self.theta[index] - self._theta_snapshot[index]
-            if self.cfg.masked_l1:
-                diff = diff * masks[k]
-            total = total + diff.abs().sum()
-        return total
+        return l1_from_snapshot(list(self.theta), self._theta_snapshot, self.masked_index,
+                                masks if self.cfg.masked_l1 else None)
 
     def training_loss(self, task: int, x: Tensor, y: Tensor, sparsity: float) -> tuple[Tensor, Tensor]:
         raw, hnet_reg = self.hnet_outputs(task)
         weights, masks = self.masked_weights(raw, sparsity, self._hints)
-        logits = self.target(x, weights)
+        logits = self(x, weights)
         loss = cross_entropy(logits, y)
         if hnet_reg is not None:
             loss = loss + self.cfg.beta * hnet_reg / max(1, task)
