@@ -173,7 +173,8 @@ def class_incremental_sessions(cfg: Config, arrays: ImageArrays) -> TaskStream:
     position = torch.empty(classes, dtype=torch.long)
     position[torch.tensor(order)] = torch.arange(classes)
     train_y, test_y = position[arrays.train_y], position[arrays.test_y]
-    train_x, test_x = _to_float_nchw(arrays.train_x), _to_float_nchw(arrays.test_x)
+    train_x = stream_images(cfg.benchmark, _scaled(arrays.train_x))
+    test_x = stream_images(cfg.benchmark, _scaled(arrays.test_x))
     generator = torch.Generator().manual_seed(cfg.seed)
     shot_generator = torch.Generator().manual_seed(cfg.protocol_seed)
     ranges = session_ranges(cfg)
