@@ -38,7 +38,7 @@ def test_dvc_graph_declares_stages_per_study_metrics_and_plots() -> None:
     assert stages["final"]["do"]["metrics"] == [{"metrics/${item}.json": {"cache": False}}]
     assert {"results/plan": {"cache": False}} in stages["prepare"]["outs"]
     assert {"${data.root}": {"cache": False, "persist": True}} in stages["prepare"]["outs"]
-    for read in ("results/plan", "results/tune", "results/final", "results/sweep", "metrics", "studies"):
+    for read in ("results/plan", "results/tune", "results/final", "metrics", "studies"):
         assert read in stages["report"]["deps"]
 
 
