@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import ray
 
 from pipeline.__main__ import main
 from pipeline.final import best_final_run, final_study
@@ -42,9 +41,10 @@ print(json.dumps({"row": row, "columns": list(inferred.columns), "task_inference
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
+    from pipeline.cluster import local_ray as started
+
+    with started(num_cpus=2):  # its temporary folder is removed with it
+        yield
 
 
 @pytest.fixture

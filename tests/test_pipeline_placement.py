@@ -106,12 +106,10 @@ def test_fixed_concurrency_is_validated_and_kept() -> None:
 def fake_gpus() -> Iterator[None]:
     """A local Ray with 4 CPUs and 2 logical GPUs of type A100 (nothing touches CUDA)."""
     assert not ray.is_initialized()
-    ray.init(address="local", num_cpus=4, num_gpus=2, resources={A100: 1}, include_dashboard=False,
-             object_store_memory=80 * 1024**2, logging_level="WARNING")
-    try:
+    from pipeline.cluster import local_ray
+
+    with local_ray(num_cpus=4, num_gpus=2, resources={A100: 1}, object_store_memory=80 * 1024**2):
         yield
-    finally:
-        ray.shutdown()
 
 
 def test_plan_on_fake_gpus_raises_concurrency_and_prints_it(fake_gpus, capsys) -> None:

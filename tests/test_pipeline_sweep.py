@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 import yaml
 
+from pipeline.cluster import local_ray
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
 from pipeline.outputs import write_json
@@ -95,11 +95,8 @@ def test_a_sweep_listed_as_a_search_or_on_another_benchmark_is_refused(project: 
 
 def test_tiny_sweep_through_ray_and_mlflow_then_its_report_section(project: Layout) -> None:
     _search_summary(project, "test")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
+    with local_ray(num_cpus=2):  # its temporary folder is removed with it
         metrics = sweep_study(project, load_params(project.params_file), "tiny_sweep")
-    finally:
-        ray.shutdown()
     assert [p["point"] for p in metrics["points"]] == ["p=0", "p=60"]
     assert all(p["seeds"] == 3 for p in metrics["points"])
     dense, sparse = metrics["points"]
