@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from hypermask.config import resolve_config
-from hypermask.data import MIRROR_ENV, ImageArrays, load_arrays
+from hypermask.data import MIRROR_ENV, ImageArrays, load_arrays, pin_mirror
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A relative ``HYPERMASK_DATA_MIRROR`` (the README's test line gives one) is made absolute once, so
+    processes the tests start in other folders find the same mirror."""
+    pin_mirror()
 
 
 @pytest.fixture(scope="session")
