@@ -93,4 +93,5 @@ def test_a_tune_stage_after_a_library_change_searches_afresh(tmp_path: Path, mir
     _replace(root / "hypermask" / "config.py", "eval_every: int = 100", "eval_every: int = 50")
     output, fresh = tune()
     assert "resuming" not in output and fresh["key"] != first["key"]
-    assert [p.name for p in (root / "ray_storage").iterdir()] == [f"tune-tiny-{fresh['key']}"]  # the old one removed
+    kept = f"tune-tiny-{fresh['key']}"  # the old experiment and its Optuna journal removed
+    assert sorted(p.name for p in (root / "ray_storage").iterdir()) == [kept, f"{kept}.optuna.log"]
