@@ -171,12 +171,14 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
 
 def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
                     checkpoint_dir: str | Path | None = None,
-                    stream: TaskStream | None = None) -> RunResult:
+                    stream: TaskStream | None = None, report_resumed: bool = False) -> RunResult:
     """Train ``cfg.method`` on ``cfg.benchmark`` task after task.
 
     After every task all seen tasks are re-evaluated (a row of the accuracy matrix), a checkpoint
     is written to ``checkpoint_dir`` (if given) and ``on_task_end`` is called. A checkpoint already
-    in ``checkpoint_dir`` for the same configuration makes the run resume after its last task.
+    in ``checkpoint_dir`` for the same configuration makes the run resume after its last task; with
+    ``report_resumed``, ``on_task_end`` is first called again for that task (a caller whose record of it
+    may have been lost gets it once more).
     The threads and device actually used are written into the run's configuration (``threads=0``
     and ``device=auto`` resolved), so a resume under others is refused.
     """
@@ -197,6 +199,9 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
         method.load_state_dict(resumed.model_state)
         matrix, seconds_per_step, elapsed = resumed.accuracy_matrix, resumed.seconds_per_step, resumed.elapsed_s
         val_matrix, metrics = resumed.val_accuracy_matrix, resumed.metrics
+        if report_resumed and on_task_end is not None and matrix:
+            on_task_end(TaskReport(len(matrix) - 1, len(stream), [list(r) for r in matrix], dict(metrics),
+                                   checkpoint_path, elapsed, [list(r) for r in val_matrix]))
     for task in range(len(matrix), len(stream)):
         started = time.perf_counter()
         method.scored_classes = stream.scored_classes(task)

@@ -45,7 +45,7 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
             tune.report(last)
 
         try:
-            result = train_continual(cfg, on_task_end=report, checkpoint_dir=state.folder)
+            result = train_continual(cfg, on_task_end=report, checkpoint_dir=state.folder, report_resumed=True)
         except DivergedError as err:
             tune.report(diverged_result(last, str(err)))
             return
