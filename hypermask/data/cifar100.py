@@ -3,13 +3,8 @@ class-incremental CIFAR-100) with their published settings."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
+from hypermask.data.torchvision_io import torchvision_io
 from hypermask.registry import BenchmarkSpec, DatasetSpec, register_benchmark, register_dataset
-
-if TYPE_CHECKING:
-    from hypermask.data.sources import ImageArrays
 
 FOLDER = "cifar-100-python"
 # md5 of the files of the python version (torchvision's layout).
@@ -17,21 +12,7 @@ CIFAR100_MD5 = {"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae6
                 "meta": "7973b15100ade9c7d40fb424638fde48"}
 
 
-def load(folder: Path) -> "ImageArrays":
-    """CIFAR-100's train and test images (N, 32, 32, 3) and fine labels from the files under ``folder``."""
-    from torchvision.datasets import CIFAR100
-
-    from hypermask.data.sources import torchvision_arrays
-
-    return torchvision_arrays(CIFAR100, folder)
-
-
-def download(root: Path) -> None:
-    """Fetch CIFAR-100 into ``root`` (torchvision's layout)."""
-    from torchvision.datasets import CIFAR100
-
-    for train in (True, False):
-        CIFAR100(str(root), train=train, download=True)
+load, download = torchvision_io("CIFAR100")
 
 
 register_dataset(DatasetSpec(

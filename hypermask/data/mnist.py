@@ -3,13 +3,8 @@ few-shot class-incremental MNIST) with their published settings."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
+from hypermask.data.torchvision_io import torchvision_io
 from hypermask.registry import BenchmarkSpec, DatasetSpec, register_benchmark, register_dataset
-
-if TYPE_CHECKING:
-    from hypermask.data.sources import ImageArrays
 
 # md5 of the uncompressed MNIST IDX files (torchvision's raw/ layout).
 MNIST_MD5 = {
@@ -20,21 +15,7 @@ MNIST_MD5 = {
 }
 
 
-def load(folder: Path) -> "ImageArrays":
-    """MNIST's train and test images and labels from the IDX files under ``folder``."""
-    from torchvision.datasets import MNIST
-
-    from hypermask.data.sources import torchvision_arrays
-
-    return torchvision_arrays(MNIST, folder)
-
-
-def download(root: Path) -> None:
-    """Fetch MNIST into ``root`` (torchvision's layout)."""
-    from torchvision.datasets import MNIST
-
-    for train in (True, False):
-        MNIST(str(root), train=train, download=True)
+load, download = torchvision_io("MNIST")
 
 
 register_dataset(DatasetSpec(
