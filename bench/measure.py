@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -98,3 +101,30 @@ def time_steps(step: Callable[[int], torch.Tensor], device: torch.device, warmup
     peak = torch.cuda.max_memory_allocated(device) / _MB if cuda else peak_rss_mb()
     kind = "cuda_max_allocated" if cuda else "peak_rss"
     return StepTiming(times, peak, peak - before, kind, first_loss)
+
+
+WORKER_FLAG, RESULT_MARKER = "--worker", "BENCH-RESULT "
+
+
+def in_subprocess(script: str, spec: dict, what: str) -> dict:
+    """Run ``script --worker SPEC`` in a fresh Python process (so its peak memory is its own) and return the
+    result its worker printed with :func:`print_result`; ``what`` names the measurement in errors."""
+    command = [sys.executable, str(Path(script).resolve()), WORKER_FLAG, json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} failed:\n{done.stderr}")
+    return json.loads(lines[-1][len(RESULT_MARKER):])
+
+
+def print_result(result: dict) -> None:
+    """A worker's answer to :func:`in_subprocess`."""
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (timings under load mostly measure contention)."""
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return None

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,14 +23,13 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import torch
 
-from bench.measure import time_steps
+from bench.measure import in_subprocess, load_average, print_result, time_steps
 from bench.report import format_table, summarize_rows
 from bench.variants import VARIANTS, build_step, prepare_runtime
 from bench.whole_run import whole_split_mnist_run
 from bench.workloads import (WORKLOADS, Batches, make_batches, make_method, step_sparsity,
                              workload_config)
 
-_MARKER = "BENCH-RESULT "
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "train_step.json"
 
 
@@ -49,16 +47,6 @@ def run_variant(spec: dict) -> dict:
     return {**timing.to_dict(), "threads": torch.get_num_threads(), "device": str(device)}
 
 
-def _in_subprocess(spec: dict) -> dict:
-    """Run :func:`run_variant` in a fresh Python process and parse its result line."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(_MARKER)]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"variant {spec['variant']} of {spec['workload']} failed:\n{done.stderr}")
-    return json.loads(lines[-1][len(_MARKER):])
-
-
 def measure_workload(name: str, args: argparse.Namespace, scratch: Path) -> list[dict]:
     """All variants at the first and the last task of one workload."""
     cfg = workload_config(name, args.device, args.threads)
@@ -72,18 +60,11 @@ def measure_workload(name: str, args: argparse.Namespace, scratch: Path) -> list
             spec = {"workload": name, "task": task, "variant": variant, "batches": str(path),
                     "device": args.device, "threads": args.threads, "warmup": args.warmup,
                     "repeats": repeats}
-            result = _in_subprocess(spec)
+            result = in_subprocess(__file__, spec, f"variant {variant} of {name}")
             rows.append({"benchmark": name, "task": task, "variant": variant, **result})
             print(f"  {name} task {task} {variant}: {result['median_s']:.4f} s/step, "
                   f"peak {result['peak_mb']:.0f} MB, loss {result['first_loss']:.6f}", flush=True)
     return rows
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return list(os.getloadavg())
-    except (AttributeError, OSError):
-        return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -105,11 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
-        print(_MARKER + json.dumps(run_variant(json.loads(args.worker))), flush=True)
+        print_result(run_variant(json.loads(args.worker)))
         return
     report: dict = {"torch": torch.__version__, "python": platform.python_version(),
                     "machine": platform.machine(), "cpus": os.cpu_count(),
-                    "load_average_start": _load_average(), "steps": [], "summary": []}
+                    "load_average_start": load_average(), "steps": [], "summary": []}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.benchmarks:
             print(f"{name}:", flush=True)
@@ -123,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         run = report["whole_run"]
         print(f"wall {run['wall_s']:.1f} s, {run['seconds_per_step']:.4f} s/step, "
               f"average accuracy {run['average_accuracy']:.2f} %")
-    report["load_average_end"] = _load_average()
+    report["load_average_end"] = load_average()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten {args.json}")

@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="HyperMask study pipeline stages")
     parser.add_argument("--root", default=".", help="project root holding params.yaml and studies/")
     parser.add_argument("--profile", help="profile to use instead of params.yaml's 'profile'")
+    parser.add_argument("--outputs-to", help=argparse.SUPPRESS)  # in a Ray job: where the stage's outputs go
     stages = parser.add_subparsers(dest="stage", required=True)
     stages.add_parser("check", help="validate params.yaml and every study file (no compute)")
     stages.add_parser("prepare", help="check the studies, then make the datasets present and verified")
@@ -39,15 +40,30 @@ def _parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     from pipeline.layout import Layout
     from pipeline.params import load_params
+    from pipeline.skip import skip_unrun
 
     layout = Layout.at(args.root)
-    module = importlib.import_module(STAGES[args.stage])
     if args.stage == "evaluate":  # needs no params.yaml: a model carries its configuration
-        module.run_command(layout, args)
+        importlib.import_module(STAGES[args.stage]).run_command(layout, args)
         return
     params = load_params(layout.params_file, args.profile)
+    study = getattr(args, "study", None)
+    if skip_unrun(layout, params, args.stage, study):
+        return
+    if study is not None and not args.outputs_to:
+        from pipeline.submit import job_server, submit_stage
+
+        server = job_server(params)
+        if server:  # RAY_ADDRESS names a job server: the stage runs as a Ray job, its outputs come back here
+            submit_stage(layout, params, args.stage, study, server)
+            return
+    module = importlib.import_module(STAGES[args.stage])
     runner = module.check if args.stage == "check" else module.run
-    runner(layout, params, getattr(args, "study", None))
+    runner(layout, params, study)
+    if args.outputs_to:
+        from pipeline.submit import publish_outputs
+
+        publish_outputs(layout, args.stage, study, args.outputs_to)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,10 @@ from pipeline.studies import Study
 
 def ray_address(params: Params) -> str:
     """``RAY_ADDRESS``, else params' ``ray.address``, else ``local`` (always a new in-process Ray, never
-    an unrelated cluster that happens to run on this machine)."""
-    return os.environ.get("RAY_ADDRESS", "").strip() or params.ray_address or "local"
+    an unrelated cluster that happens to run on this machine). A job server's URL (``http://<head>:8265``)
+    means the stage runs as a Ray job (:mod:`pipeline.submit`): inside it, the job's own cluster."""
+    address = os.environ.get("RAY_ADDRESS", "").strip() or params.ray_address or "local"
+    return "auto" if address.startswith(("http://", "https://")) else address
 
 
 def ray_temp_root() -> str:

@@ -15,7 +15,8 @@ from pipeline.errors import PipelineError
 from pipeline.keys import study_identity
 from pipeline.layout import Layout
 from pipeline.model import register, registered_name
-from pipeline.outputs import NO_SEARCH, fresh_dir, read_json, skipped, write_json
+from pipeline.outputs import NO_SEARCH, fresh_dir, read_json, write_json
+from pipeline.skip import write_skipped
 from pipeline.params import Params
 from pipeline.results import COMPLETED
 from pipeline.runner import Experiment, StageRun, TrialRecord, run_experiment
@@ -95,9 +96,7 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     params.require_study(name)
     tuned = read_json(layout.tune_summary(name), f"tune@{name}")
     if not params.runs(name) or tuned.get("status") not in ("done", NO_SEARCH):
-        write_json(layout.metrics_file(name), skipped(name, params.profile.name))
-        write_json(fresh_dir(layout.final_dir(name)) / "runs.json", skipped(name, params.profile.name))
-        return skipped(name, params.profile.name)
+        return write_skipped(layout, params, "final", name)
     study = load_checked_study(layout, name, params)
     arms = arms_of(tuned)
     best = arms.get(TUNED, {})

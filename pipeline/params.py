@@ -14,7 +14,7 @@ from pipeline.errors import PipelineError
 from pipeline.schema import bad
 
 SOURCE = "params.yaml"
-PATCH_KEYS = ("budget", "fixed", "final")
+PATCH_KEYS = ("budget", "fixed", "final", "grid")  # grid: a sweep's values, setting by setting
 BUDGET_KEYS = ("trials", "concurrency")
 FIXED_CONCURRENCY = "fixed_concurrency"  # budget flag: the study's concurrency is not raised to fill GPUs
 AUTO = "auto"
@@ -68,6 +68,7 @@ class Params:
     max_failures: int
     tracking_uri: str
     data_root: str
+    data_node_root: str = ""  # cluster without a shared data path: each node's own verified copy lives here
     profiles: dict[str, Profile] = field(default_factory=dict)  # every profile, the active one included
     sweeps: dict[str, str] = field(default_factory=dict)  # sweep study -> the search study giving its base
 
@@ -109,6 +110,7 @@ def _patch(value: Any, key: str) -> dict[str, Any]:
     if FIXED_CONCURRENCY in budget:
         schema.boolean(budget[FIXED_CONCURRENCY], SOURCE, f"{key}.budget.{FIXED_CONCURRENCY}")
     schema.mapping(patch.get("fixed"), SOURCE, f"{key}.fixed", allowed=known - {"seed"})
+    schema.mapping(patch.get("grid"), SOURCE, f"{key}.grid", allowed=known - {"seed"} | {"method"})
     final = schema.mapping(patch.get("final"), SOURCE, f"{key}.final", allowed=("seeds",))
     if "seeds" in final:
         seeds(final["seeds"], SOURCE, f"{key}.final.seeds")
@@ -211,7 +213,7 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
     asha_enabled = schema.boolean(asha.get("enabled", True), SOURCE, "asha.enabled")
     ray = schema.mapping(data.get("ray"), SOURCE, "ray", allowed=("address", "storage", "max_failures"))
     tracking = schema.mapping(data.get("tracking"), SOURCE, "tracking", allowed=("uri",))
-    data_cfg = schema.mapping(data.get("data"), SOURCE, "data", allowed=("root",))
+    data_cfg = schema.mapping(data.get("data"), SOURCE, "data", allowed=("root", "node_root"))
     reduction = schema.number(asha.get("reduction_factor", 2), SOURCE, "asha.reduction_factor")
     if reduction <= 1:
         raise bad(SOURCE, "asha.reduction_factor", "must be a number > 1", reduction)
@@ -236,6 +238,7 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
         max_failures=schema.integer(ray.get("max_failures", 2), SOURCE, "ray.max_failures", minimum=0),
         tracking_uri=_text(tracking.get("uri"), "tracking.uri"),
         data_root=root,
+        data_node_root=_text(data_cfg.get("node_root"), "data.node_root"),
         profiles=every,
         sweeps=sweeps,
     )

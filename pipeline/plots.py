@@ -177,3 +177,25 @@ def save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     return path
+
+
+def session_curves(points: Sequence[dict[str, Any]], title: str) -> Figure:
+    """Few-shot class-incremental sweeps: accuracy over all classes seen so far after every session (mean ±
+    std over seeds), one line per grid point; the session inferred by lowest entropy (solid) and by highest
+    probability (dashed)."""
+    fig = Figure(figsize=(6.6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for index, point in enumerate(points):
+        color = f"C{index % 10}"
+        for key, style in (("session_accuracy", "-"), ("maxprob_session_accuracy", "--")):
+            curve = point.get("sessions", {}).get(key)
+            if curve:
+                sessions = range(1, len(curve["mean"]) + 1)
+                ax.errorbar(sessions, curve["mean"], yerr=curve["std"], fmt="o" + style, color=color, capsize=3,
+                            markersize=4, label=point["point"] if style == "-" else None)
+    ax.set_xlabel("session (1: base classes)")
+    ax.set_ylabel("class-incremental accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, title="solid: lowest entropy; dashed: highest probability", title_fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return fig

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from hypermask.metrics import INFERENCE_RULES
+
+INFERENCE_PREFIXES = tuple(INFERENCE_RULES)  # rules of task inference: "" (lowest entropy), maxprob_, maxlogit_
+SESSION_SCORES = ("mean_session_accuracy", "session_accuracy_drop")  # few-shot class-incremental streams
 SCORES = ("average_accuracy", "backward_transfer", "forgetting", "current_task_accuracy",
-          "task_inference_accuracy", "class_incremental_accuracy")
+          *(rule + key for rule in INFERENCE_PREFIXES
+            for key in ("task_inference_accuracy", "class_incremental_accuracy", *SESSION_SCORES)))
 # After every task: test scores (reported only) and validation scores (``val_``: what selection sees).
 TASK_METRICS = SCORES + tuple(f"val_{k}" for k in SCORES)
-SUMMARY_METRICS = ("mask_density", "mask_overlap")  # the last task's report only (methods with masks)
+# Class-incremental accuracy after every session so far, per inference rule, on test and validation data.
+SESSION_LISTS = tuple(f"{split}{rule}session_accuracy" for split in ("", "val_") for rule in INFERENCE_PREFIXES)
+SUMMARY_METRICS = ("mask_density", "mask_overlap", "hypernetwork_parameters")  # the last task's report only
 TIME_ATTR = "task"  # number of finished tasks: the ASHA rungs are task boundaries
+NODE = "node_id"  # the Ray node that reported the result (a retried trial may go on elsewhere)
 TASK_PREFIX = "task_"  # MLflow: the running value after each task (step = task index) is ``task_<score>``
 END_METRICS = "end_metrics"  # the closing result's list of the run's end-of-run metric names
 COMPLETED, PRUNED, DIVERGED, FAILED = "completed", "pruned", "diverged", "failed"
@@ -20,6 +28,7 @@ def task_result(report: Any) -> dict[str, Any]:
     done = report.task + 1
     return {TIME_ATTR: done, "num_tasks": report.num_tasks,
             **{k: float(report.metrics[k]) for k in TASK_METRICS + SUMMARY_METRICS if k in report.metrics},
+            **session_lists(report.metrics),
             "accuracy_matrix": [list(map(float, row)) for row in report.accuracy_matrix],
             "val_accuracy_matrix": [list(map(float, row)) for row in report.val_accuracy_matrix],
             "completed": done == report.num_tasks, "diverged": False, "elapsed_s": float(report.elapsed_s)}
@@ -30,10 +39,16 @@ def final_result(run: Any) -> dict[str, Any]:
     tasks = len(run.accuracy_matrix)
     return {TIME_ATTR: tasks, "num_tasks": tasks,
             **{k: float(v) for k, v in run.metrics.items() if isinstance(v, (int, float))},
+            **session_lists(run.metrics),
             "accuracy_matrix": [list(map(float, row)) for row in run.accuracy_matrix],
             "val_accuracy_matrix": [list(map(float, row)) for row in run.val_accuracy_matrix],
             "completed": True, "diverged": False, "models_saved": True,
             END_METRICS: sorted(k for k, v in run.metrics.items() if _number(v))}
+
+
+def session_lists(metrics: Mapping[str, Any]) -> dict[str, list[float]]:
+    """The per-session accuracy lists among a run's metrics (few-shot class-incremental streams)."""
+    return {k: [float(v) for v in metrics[k]] for k in SESSION_LISTS if isinstance(metrics.get(k), list)}
 
 
 def _number(value: Any) -> bool:

@@ -18,7 +18,7 @@ from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.placement import TrialPlan
-from pipeline.results import SUMMARY_METRICS, TASK_METRICS, TIME_ATTR, outcome
+from pipeline.results import NODE, SUMMARY_METRICS, TASK_METRICS, TIME_ATTR, outcome, session_lists
 from pipeline.storage import CheckpointCleaner, experiment_location, remove_superseded
 from pipeline.studies import Study
 from pipeline.trainable import run_trial
@@ -77,6 +77,8 @@ class TrialRecord:
     error: str = ""
     val_accuracy_matrix: list[list[float]] = field(default_factory=list)
     history: dict[int, float] = field(default_factory=dict)  # finished tasks -> objective (validation)
+    sessions: dict[str, list[float]] = field(default_factory=dict)  # per-session accuracy lists (FSCIL)
+    nodes: list[list] = field(default_factory=list)  # [finished tasks, Ray node id] of every result, in order
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -108,12 +110,15 @@ class StageRun:
         self.client.set_terminated(self.parent_id, status=status)
 
 
-def trial_trainable(exp: Experiment, runtime: dict[str, Any], plan: TrialPlan, experiment: str) -> Any:
+def trial_trainable(exp: Experiment, runtime: dict[str, Any], plan: TrialPlan, experiment: str,
+                    node_data: bool = False) -> Any:
     """The Tune trainable of ``exp``'s trials, asking Ray for the plan's resources per trial; ``experiment``
-    is the Tune experiment's location on Ray's storage (where the trials keep their task checkpoints)."""
+    is the Tune experiment's location on Ray's storage (where the trials keep their task checkpoints);
+    ``node_data``: each node prepares its own copy of the data under the runtime's ``data_root``."""
     return tune.with_resources(
         tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models,
-                             default_seed=exp.trial_seed, arms=exp.arms, experiment=experiment),
+                             default_seed=exp.trial_seed, arms=exp.arms, experiment=experiment,
+                             node_data=node_data),
         plan.request())
 
 
@@ -178,6 +183,15 @@ def _history(result: Any, metric: str) -> dict[int, float]:
     return {int(t): float(v) for t, v in zip(frame[TIME_ATTR], frame[metric]) if v == v}
 
 
+def _nodes(result: Any) -> list[list]:
+    """Where the trial's results came from: [finished tasks, Ray node id] of every result it reported (a
+    trial retried on another node after a node was lost shows both)."""
+    frame = result.metrics_dataframe
+    if frame is None or NODE not in frame or TIME_ATTR not in frame:
+        return []
+    return [[int(t), str(n)] for t, n in zip(frame[TIME_ATTR], frame[NODE]) if isinstance(n, str)]
+
+
 def _record(result: Any, runs: dict[str, str], metric: str) -> TrialRecord:
     metrics = dict(result.metrics or {})
     trial_id = str(metrics.get("trial_id", ""))
@@ -194,6 +208,8 @@ def _record(result: Any, runs: dict[str, str], metric: str) -> TrialRecord:
         error=error or str(metrics.get("error_message", "")),
         val_accuracy_matrix=list(metrics.get("val_accuracy_matrix") or []),
         history=_history(result, metric),
+        sessions=session_lists(metrics),
+        nodes=_nodes(result),
     )
 
 
@@ -209,7 +225,7 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
         with ray_session(params):
             check_trials_fit(exp.study, exp.trial_seed)
             plan = plan_resources(params.resources, exp.study.concurrency, exp.trials, exp.study.fixed_concurrency)
-            runtime = runtime_settings(plan.resources(), layout.resolve(params.data_root))
+            runtime = runtime_settings(plan.resources(), params.data_node_root or layout.resolve(params.data_root))
             concurrency = plan.concurrency if exp.searches else None
             key = stage_key(exp.identity, runtime, concurrency)
             parent_id, created = tracking.ensure_run(client, experiment_id, exp.stage,
@@ -224,7 +240,8 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
             tags = context.run_tags(layout.root)  # this stage run's code and tools (a resumed one may differ)
             tracking.set_tags(client, parent_id, tags)
             storage = layout.resolve(params.ray_storage)
-            trainable = trial_trainable(exp, runtime, plan, experiment_location(storage, exp.name(key)))
+            trainable = trial_trainable(exp, runtime, plan, experiment_location(storage, exp.name(key)),
+                                        node_data=bool(params.data_node_root))
             tuner, resumed = _tuner(layout, params, exp, key, storage, trainable, uri, tags, plan.concurrency)
             grid = tuner.fit()
             tracking.close_open_runs(_tracker(params, exp, key, uri, tags), grid)

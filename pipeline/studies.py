@@ -27,6 +27,7 @@ SWEEP_KEYS = ("description", "kind", "benchmark", "method", "fixed", "grid", "bu
 STUDY_KINDS = ("search", "sweep")
 MAX_GRID_SETTINGS = 2
 RESERVED = {"seed", "benchmark", "method"}
+GRID_ONLY = {"method"}  # a sweep may compare methods (each point of another method at its own published values)
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,20 @@ class Study:
         points = [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
         return {",".join(f"{k}={v}" for k, v in point.items()): point for point in points}
 
+    @property
+    def methods(self) -> list[str]:
+        """The methods this study trains: the swept ones, else its own."""
+        return list(self.grid.get("method", [self.method]))
+
     def settings(self, chosen: Mapping[str, Any]) -> dict[str, Any]:
-        """Library settings of a run: fixed, then budget, then the chosen (searched) values."""
-        return {**self.fixed, **self.budget, **chosen}
+        """Library settings of a run: fixed, then budget, then the chosen (searched or swept) values."""
+        return {**self.fixed, **self.budget, **{k: v for k, v in chosen.items() if k not in GRID_ONLY}}
 
     def config(self, chosen: Mapping[str, Any], seed: int, runtime: Mapping[str, Any] | None = None) -> Config:
-        """The library :class:`Config` of one run (``runtime``: threads, device, data_root, progress)."""
-        return resolve_config(self.benchmark, self.method, seed, {**self.settings(chosen), **(runtime or {})})
+        """The library :class:`Config` of one run (``runtime``: threads, device, data_root, progress); a
+        swept ``method`` in ``chosen`` replaces the study's."""
+        method = chosen.get("method", self.method)
+        return resolve_config(self.benchmark, method, seed, {**self.settings(chosen), **(runtime or {})})
 
     def largest_configs(self, seed: int) -> list[Config]:
         """The base configuration and, per searched setting, the configuration at each end of its range
@@ -162,15 +170,21 @@ def _dimension(value: Any, source: str, key: str) -> Dimension:
 
 
 def _resolve(benchmark: str, method: str, settings: Mapping[str, Any], source: str, key: str) -> Config:
+    """The library configuration of one probe of the study, checked against its network (chunk size)."""
+    from hypermask.footprint import check_structure  # builds the target network: torch, imported when needed
+
     try:
-        return resolve_config(benchmark, method, 1, settings)
+        cfg = resolve_config(benchmark, method, 1, settings)
+        check_structure(cfg)
+        return cfg
     except ConfigError as err:
         raise PipelineError(f"{source}: '{key}': {err}") from None
 
 
 def _grid(value: Any, benchmark: str, method: str, base: Mapping[str, Any], source: str) -> dict[str, list]:
-    """A sweep's grid: one or two settings, each a non-empty list of distinct values valid for the library."""
-    known = set(setting_names()) - RESERVED
+    """A sweep's grid: one or two settings (``method`` among them, to compare methods), each a non-empty list
+    of distinct values; every point valid for the library."""
+    known = (set(setting_names()) - RESERVED) | GRID_ONLY
     grid = schema.mapping(value, source, "grid", allowed=known)
     if not 1 <= len(grid) <= MAX_GRID_SETTINGS:
         raise bad(source, "grid", f"must sweep 1 to {MAX_GRID_SETTINGS} settings", value)
@@ -179,8 +193,15 @@ def _grid(value: Any, benchmark: str, method: str, base: Mapping[str, Any], sour
             raise bad(source, f"grid.{key}", "is also set in 'fixed' or 'budget'", values)
         if not isinstance(values, list) or not values or len(set(map(json.dumps, values))) != len(values):
             raise bad(source, f"grid.{key}", "must be a non-empty list of distinct values", values)
-        for v in values:
-            _resolve(benchmark, method, {**base, key: v}, source, f"grid.{key}")
+    unknown = [m for m in grid.get("method", []) if m not in METHODS]
+    if unknown:
+        raise bad(source, "grid.method", f"must list methods among {', '.join(METHODS)}", unknown[0])
+    keys = list(grid)
+    for values in itertools.product(*grid.values()):
+        point = dict(zip(keys, values))
+        settings = {k: v for k, v in point.items() if k not in GRID_ONLY}
+        where = "grid." + ",".join(f"{k}={v}" for k, v in point.items())
+        _resolve(benchmark, point.get("method", method), {**base, **settings}, source, where)
     return {k: list(v) for k, v in grid.items()}
 
 
@@ -312,9 +333,9 @@ def load_checked_study(layout: Layout, name: str, params: Params) -> Study:
                             f"'{'sweeps' if listed == 'sweep' else 'studies'}'")
     if listed == "sweep":
         base = load_study(layout, params.sweeps[name])
-        if (base.benchmark, base.method) != (written.benchmark, written.method):
+        if base.benchmark != written.benchmark or base.method not in written.methods:
             raise PipelineError(f"params.yaml: 'sweeps.{name}': base study '{base.name}' trains {base.method} on "
-                                f"{base.benchmark}, the sweep {written.method} on {written.benchmark}")
+                                f"{base.benchmark}, the sweep {'/'.join(written.methods)} on {written.benchmark}")
     for profile in params.profiles.values():
         if name in profile.run and profile.name != params.profile.name:
             load_study(layout, name, profile, params.trial_seed)

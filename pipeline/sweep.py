@@ -13,14 +13,20 @@ from pipeline.errors import PipelineError
 from pipeline.final import per_seed
 from pipeline.keys import study_identity
 from pipeline.layout import Layout
-from pipeline.outputs import fresh_dir, read_json, skipped, write_json
+from pipeline.outputs import fresh_dir, read_json, write_json
+from pipeline.skip import write_skipped
 from pipeline.params import Params
+from pipeline.results import COMPLETED, INFERENCE_PREFIXES, SESSION_LISTS, SESSION_SCORES
 from pipeline.runner import Experiment, TrialRecord, run_experiment
-from pipeline.studies import Study, load_checked_study
+from pipeline.studies import Study, load_checked_study, load_study
 
-SWEPT = ("average_accuracy", "backward_transfer", "forgetting", "task_inference_accuracy",
-         "class_incremental_accuracy", "val_average_accuracy", "val_backward_transfer", "val_forgetting",
-         "val_class_incremental_accuracy", "mask_density", "mask_overlap")
+# Per rule of task inference (plain: lowest entropy; maxprob_, maxlogit_): task inference and
+# class-incremental accuracy, and in few-shot class-incremental streams the session summaries.
+INFERRED = tuple(rule + key for rule in INFERENCE_PREFIXES
+                 for key in ("task_inference_accuracy", "class_incremental_accuracy", *SESSION_SCORES))
+SWEPT = ("average_accuracy", "backward_transfer", "forgetting", "val_average_accuracy", "val_backward_transfer",
+         "val_forgetting", *INFERRED, *(f"val_{k}" for k in INFERRED), "mask_density", "mask_overlap",
+         "hypernetwork_parameters")
 
 
 def base_configuration(layout: Layout, params: Params, sweep: Study) -> dict[str, Any]:
@@ -28,15 +34,40 @@ def base_configuration(layout: Layout, params: Params, sweep: Study) -> dict[str
     sweep's base search when it ran in the active profile (settings the sweep fixes or sweeps itself are
     left to the sweep), else none (the library's published configuration)."""
     name = params.sweeps[sweep.name]
+    method = load_study(layout, name).method
     summary = read_json(layout.tune_summary(name), f"tune@{name}")
     if summary.get("status") == "done" and summary.get("profile") == params.profile.name:
         own = set(sweep.grid) | set(sweep.fixed) | set(sweep.budget)
         settings = {k: v for k, v in summary["best"]["config"].items() if k not in own}
-        return {"study": name, "source": "search", "settings": settings,
-                "text": f"the best configuration of the search '{name}' in profile '{params.profile.name}'"}
-    return {"study": name, "source": "published", "settings": {},
+        others = [m for m in sweep.methods if m != method]
+        return {"study": name, "method": method, "source": "search", "settings": settings,
+                "text": f"the best configuration of the search '{name}' in profile '{params.profile.name}'"
+                        + (f" ({method}; {', '.join(others)} at their published configuration)" if others else "")}
+    return {"study": name, "method": method, "source": "published", "settings": {},
             "text": f"the published configuration (the search '{name}' did not run in profile "
                     f"'{params.profile.name}')"}
+
+
+def point_arms(study: Study, base: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Grid point -> its settings: the base configuration's (for points of the base search's method) under
+    the point's own values."""
+    return {point: {**(base["settings"] if values.get("method", study.method) == base["method"] else {}), **values}
+            for point, values in study.grid_points().items()}
+
+
+def session_curves(study: Study, records: list[TrialRecord]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Per grid point and session list (class-incremental accuracy after every session, per inference rule):
+    the mean and std over seeds after each session; empty for streams without sessions."""
+    curves: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for point in study.grid_points():
+        runs = [r for r in records if r.config.get("arm") == point and r.outcome == COMPLETED]
+        for key in SESSION_LISTS:
+            lists = [r.sessions[key] for r in runs if key in r.sessions]
+            if lists and len(lists) == len(runs) and len({len(x) for x in lists}) == 1:
+                per_session = [mean_std(list(values)) for values in zip(*lists)]
+                curves.setdefault(point, {})[key] = {"mean": [s["mean"] for s in per_session],
+                                                     "std": [s["std"] for s in per_session]}
+    return curves
 
 
 def point_summaries(study: Study, scores: Mapping[str, Mapping[int, Mapping[str, float]]]) -> list[dict[str, Any]]:
@@ -68,8 +99,13 @@ def stage_outputs(study: Study, params: Params, base: Mapping[str, Any], records
         raise PipelineError(f"study '{study.name}': no run of grid point {', '.join(missing)} finished "
                             f"({'; '.join(r.error or r.outcome for r in records if r.config.get('arm') in missing)})")
     rows = point_summaries(study, scores)
+    curves = session_curves(study, records)
+    for row in rows:
+        if row["point"] in curves:
+            row["sessions"] = curves[row["point"]]
     metrics = {"status": "done", "kind": "sweep", "profile": params.profile.name, "benchmark": study.benchmark,
-               "method": study.method, "grid": study.grid, "base": dict(base), "points": rows,
+               "method": study.method, "methods": study.methods, "grid": study.grid, "base": dict(base),
+               "points": rows,
                "objective": {"metric": study.metric, "mode": study.mode}, "best_point": best_point(study, rows),
                "seed_list": list(study.seeds), "wall_s": round(wall_s, 1)}
     runs = {"study": study.name, "resumed": resumed,
@@ -93,12 +129,10 @@ def sweep_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     per-seed runs and the metrics file."""
     params.require_study(name, kind="sweep")
     if not params.runs(name):
-        write_json(fresh_dir(layout.sweep_dir(name)) / "runs.json", skipped(name, params.profile.name))
-        write_json(layout.metrics_file(name), skipped(name, params.profile.name))
-        return skipped(name, params.profile.name)
+        return write_skipped(layout, params, "sweep", name)
     study = load_checked_study(layout, name, params)
     base = base_configuration(layout, params, study)
-    arms = {point: {**base["settings"], **values} for point, values in study.grid_points().items()}
+    arms = point_arms(study, base)
     identity = study_identity(layout.root, "sweep", study, params, base=base["settings"], arms=arms)
     experiment = Experiment("sweep", study, identity, num_samples=1,
                             param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(study.seeds)},

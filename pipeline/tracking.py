@@ -20,8 +20,8 @@ from ray import tune
 
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.results import (COMPLETED, DIVERGED, FAILED, PRUNED, TASK_PREFIX, TIME_ATTR, end_metrics, outcome,
-                              task_metrics)
+from pipeline.results import (COMPLETED, DIVERGED, FAILED, NODE, PRUNED, TASK_PREFIX, TIME_ATTR, end_metrics,
+                              outcome, task_metrics)
 
 URI_ENV = "MLFLOW_TRACKING_URI"
 TAG_STAGE, TAG_KEY, TAG_TRIAL, TAG_OUTCOME = ("hypermask.stage", "hypermask.key", "hypermask.trial_id",
@@ -29,6 +29,7 @@ TAG_STAGE, TAG_KEY, TAG_TRIAL, TAG_OUTCOME = ("hypermask.stage", "hypermask.key"
 TAG_PROFILE, TAG_ARM = "hypermask.profile", "hypermask.arm"
 TAG_PARENT, TAG_NOTE = "mlflow.parentRunId", "mlflow.note.content"
 TAG_TASKS = "hypermask.tasks_done"
+TAG_NODES = "hypermask.nodes"  # the Ray nodes a trial ran on, in order (more than one after a lost node)
 # A stopped trial ended as it should (FINISHED), but carries no objective: sorting by the objective ranks
 # the finished trials only. Diverged and crashed trials are FAILED; the outcome tag tells all four apart.
 RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "FINISHED", DIVERGED: "FAILED", FAILED: "FAILED"}
@@ -171,6 +172,7 @@ class TrialTracker(tune.Callback):
         self._runs: dict[str, str] = {}
         self._last_step: dict[str, int] = {}
         self._ended: dict[str, str] = {}  # trial id -> outcome of a run that had already ended when found
+        self._nodes: dict[str, list[str]] = {}  # trial id -> the nodes its run is tagged with
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("uri", "experiment", "stage", "key", "log_models", "arms", "tags")}
@@ -199,6 +201,7 @@ class TrialTracker(tune.Callback):
                                          {TAG_TRIAL: trial.trial_id, TAG_STAGE: self.stage}, self._parent_id,
                                          reopen=False)
             found = self._client.get_run(run_id)
+            self._nodes[trial.trial_id] = [n for n in found.data.tags.get(TAG_NODES, "").split(",") if n]
             if found.info.status != "RUNNING" and TAG_OUTCOME in found.data.tags:
                 self._ended[trial.trial_id] = found.data.tags[TAG_OUTCOME]
             if created:
@@ -230,6 +233,14 @@ class TrialTracker(tune.Callback):
             self._client.update_run(run_id, status="RUNNING")
         self._client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
         self._last_step[trial.trial_id] = step
+        self._tag_node(run_id, trial.trial_id, result.get(NODE))
+
+    def _tag_node(self, run_id: str, trial_id: str, node: Any) -> None:
+        """Add the node a result came from to the run's ``hypermask.nodes`` when it is a new one."""
+        nodes = self._nodes.setdefault(trial_id, [])
+        if isinstance(node, str) and node not in nodes:
+            nodes.append(node)
+            self._client.set_tag(run_id, TAG_NODES, ",".join(nodes))
 
     @_store_call
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -6,17 +6,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
+from hypermask.data import dataset_for, prepare_dataset
 from hypermask.train import DivergedError, TaskReport, train_continual
 from ray import tune
 
-from pipeline.results import diverged_result, final_result, task_result
+from pipeline.results import NODE, diverged_result, final_result, task_result
 from pipeline.storage import state_location, trial_state
 from pipeline.studies import Study
 from pipeline.tracking import MODEL_DIR
 
 
 def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], save_models: bool,
-              default_seed: int, experiment: str, arms: dict[str, dict[str, Any]] | None = None) -> None:
+              default_seed: int, experiment: str, arms: dict[str, dict[str, Any]] | None = None,
+              node_data: bool = False) -> None:
     """Train ``study`` with the sampled ``config`` (plus ``seed`` in the final stage, else
     ``default_seed``: the search trials' training seed). A final run's ``arm`` names its searched values
     in ``arms`` (``tuned``: the search's best; ``published``: none, so the library's published values).
@@ -24,7 +27,8 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     After every task the library writes its checkpoint into the trial's ``state/`` folder in the Tune
     experiment's folder ``experiment`` on Ray's storage (:mod:`pipeline.storage`) and calls back; the
     callback stores it and reports the task's scores, so ASHA can stop the trial at a task boundary, and
-    a retry or a restored study resumes after the last finished task. Per-task results carry no Tune
+    a retry or a restored study resumes after the last finished task. With ``node_data`` the node first
+    makes its own verified copy of the dataset under the runtime's ``data_root`` (params ``data.node_root``). Per-task results carry no Tune
     checkpoint: Tune deletes superseded checkpoints before its experiment state records the newer one,
     and a study killed in between could not restore the trial. A final run reports its model files as
     its one Tune checkpoint, from a temporary folder.
@@ -34,7 +38,14 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     if "arm" in chosen:
         chosen = {**(arms or {})[chosen.pop("arm")], **chosen}
     cfg = study.config(chosen, seed, runtime)
+    if node_data:
+        prepare_dataset(dataset_for(cfg.benchmark), cfg.data_root, own_copy=True)
     location = state_location(experiment, Path(tune.get_context().get_trial_dir()).name)
+    node = ray.get_runtime_context().get_node_id()
+
+    def send(result: dict[str, Any], **options: Any) -> None:
+        tune.report({**result, NODE: node}, **options)
+
     with trial_state(location) as state:
         last: dict[str, Any] = {}
 
@@ -42,19 +53,19 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
             state.persist()
             last.clear()
             last.update(task_result(task_report))
-            tune.report(last)
+            send(last)
 
         try:
             result = train_continual(cfg, on_task_end=report, checkpoint_dir=state.folder, report_resumed=True)
         except DivergedError as err:
-            tune.report(diverged_result(last, str(err)))
+            send(diverged_result(last, str(err)))
             return
         if save_models:
             with tempfile.TemporaryDirectory(prefix="hypermask-model-") as folder:
                 result.save(Path(folder) / MODEL_DIR)
-                tune.report(final_result(result), checkpoint=tune.Checkpoint.from_directory(folder))
+                send(final_result(result), checkpoint=tune.Checkpoint.from_directory(folder))
         elif not last:  # every task was already done (stopped after its last checkpoint): report the end again
             tasks = len(result.accuracy_matrix)
-            tune.report(task_result(TaskReport(tasks - 1, tasks, result.accuracy_matrix, result.metrics,
-                                               state.folder, result.metrics.get("elapsed_s", 0.0),
-                                               result.val_accuracy_matrix)))
+            send(task_result(TaskReport(tasks - 1, tasks, result.accuracy_matrix, result.metrics,
+                                        state.folder, result.metrics.get("elapsed_s", 0.0),
+                                        result.val_accuracy_matrix)))

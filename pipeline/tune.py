@@ -10,7 +10,8 @@ from typing import Any
 from pipeline import journal
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.outputs import fresh_dir, no_search, skipped, write_csv, write_json
+from pipeline.outputs import fresh_dir, no_search, write_csv, write_json
+from pipeline.skip import write_skipped
 from pipeline.params import Params
 from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED
 from pipeline.runner import Experiment, TrialRecord, run_experiment
@@ -49,8 +50,7 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     Everything is validated before the stage's previous outputs are replaced."""
     params.require_study(name)
     if not params.runs(name):
-        write_json(_replace_dir(layout, name), skipped(name, params.profile.name))
-        return skipped(name, params.profile.name)
+        return write_skipped(layout, params, "tune", name)
     study = load_checked_study(layout, name, params)
     if not params.profile.search:  # validated above; nothing to search, final trains the published arm
         write_json(_replace_dir(layout, name), no_search(name, params.profile.name))

@@ -80,6 +80,17 @@ def test_prepare_copies_from_mirror_and_verifies(mirror, tmp_path) -> None:
     assert (folder / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
 
 
+def test_nodes_preparing_their_own_copy_at_once_take_turns_and_end_with_one_verified_copy(mirror, tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = tmp_path / "node_data"
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        folders = list(pool.map(lambda _: prepare_dataset("mnist", root, own_copy=True), range(3)))
+    assert folders == [root.resolve()] * 3
+    verify_dataset("mnist", root)
+    assert not list(root.rglob("*.partial"))
+
+
 def test_target_network_shapes() -> None:
     resnet = ResNet20()
     assert resnet(torch.randn(4, 3, 32, 32), resnet.init_weights()).shape == (4, 10)

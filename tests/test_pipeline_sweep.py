@@ -4,6 +4,8 @@ report section."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,8 @@ from pipeline.layout import Layout
 from pipeline.outputs import write_json
 from pipeline.params import load_params
 from pipeline.report import write_report
-from pipeline.studies import load_checked_study, parse_study
-from pipeline.sweep import base_configuration, sweep_study
+from pipeline.studies import load_checked_study, load_study, parse_study
+from pipeline.sweep import base_configuration, point_arms, sweep_study
 from pipeline_fixtures import TINY_STUDY, copy_project, only_studies, runs_by_parent, write_study
 
 SWEEP = {"kind": "sweep", "description": "tiny sweep", "benchmark": "split_mnist", "method": "hypermask",
@@ -27,7 +29,7 @@ BEST = {"beta": 5.0e-3, "lr": 2.0e-3, "p": 30}
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"grid": {"p": [0, 100]}}, "'grid.p': setting 'p' must be a percentage in [0, 100)"),
+    ({"grid": {"p": [0, 100]}}, "'grid.p=100': setting 'p' must be a percentage in [0, 100)"),
     ({"grid": {"p": [0, 10], "beta": [1e-3], "lr": [1e-3]}}, "'grid' must sweep 1 to 2 settings"),
     ({"grid": {"p": [10, 10]}}, "'grid.p' must be a non-empty list of distinct values"),
     ({"grid": {"p": []}}, "'grid.p' must be a non-empty list of distinct values"),
@@ -36,6 +38,9 @@ BEST = {"beta": 5.0e-3, "lr": 2.0e-3, "p": 30}
     ({"fixed": {"p": 20}}, "'grid.p' is also set in 'fixed' or 'budget'"),
     ({"kind": "grid"}, "'kind' must be one of search, sweep"),
     ({"search_space": {"beta": {"choice": [1e-3]}}}, "'search_space' is not a known key"),
+    ({"grid": {"method": ["hypermask", "ewc"]}}, "'grid.method' must list methods among hypermask, hnet"),
+    ({"grid": {"method": ["hypermask", "hnet"], "chunk_size": [0, 10**7]}},
+     "'grid.method=hypermask,chunk_size=10000000'"),
 ])
 def test_bad_sweep_studies_give_one_line(change: dict, message: str) -> None:
     with pytest.raises(PipelineError) as err:
@@ -48,6 +53,40 @@ def test_a_sweep_names_its_points_in_grid_order_and_counts_its_runs() -> None:
     assert list(study.grid_points()) == ["p=0,embedding_size=8", "p=0,embedding_size=16",
                                          "p=60,embedding_size=8", "p=60,embedding_size=16"]
     assert study.trials == 4 * 3 and study.kind == "sweep" and not study.space
+
+
+def test_a_sweep_over_methods_gives_each_point_its_method_and_the_base_only_to_the_base_method() -> None:
+    study = parse_study("s", {**SWEEP, "grid": {"chunk_size": [0, 42000], "method": ["hypermask", "hnet"]}},
+                        "studies/s.yaml")
+    assert study.methods == ["hypermask", "hnet"]
+    points = study.grid_points()
+    assert study.config(points["chunk_size=42000,method=hnet"], 1).method == "hnet"
+    assert study.config(points["chunk_size=0,method=hypermask"], 1).method == "hypermask"
+    arms = point_arms(study, {"method": "hypermask", "settings": {"beta": 5.0e-3, "lr": 2.0e-3}})
+    assert arms["chunk_size=0,method=hypermask"] == {"beta": 5.0e-3, "lr": 2.0e-3, "chunk_size": 0,
+                                                     "method": "hypermask"}
+    assert arms["chunk_size=0,method=hnet"] == {"chunk_size": 0, "method": "hnet"}  # HNET's published values
+    hnet = study.config(arms["chunk_size=42000,method=hnet"], 1)
+    assert (hnet.beta, hnet.embedding_size, hnet.chunk_embedding_size) == (1e-2, 96, 96)
+
+
+def test_a_profile_may_narrow_a_sweeps_grid(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    params = load_params(root / "params.yaml", "ablations")
+    study = load_checked_study(Layout.at(root), "ablation_chunking", params)
+    assert study.grid == {"chunk_size": [0, 42000], "method": ["hypermask", "hnet"]}
+    assert load_study(Layout.at(root), "ablation_chunking").grid["chunk_size"] == [0, 4000, 16000, 42000]
+
+
+def test_a_stage_of_a_study_the_profile_does_not_run_is_skipped_before_ray_or_torch_are_imported(
+        tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    code = ("import sys; from pipeline.__main__ import main; "
+            f"status = main(['--root', {str(root)!r}, 'sweep', 'ablation_sparsity']); "
+            "print(status, sorted(m for m in ('ray', 'torch', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "[]"]
+    assert json.loads(Layout.at(root).metrics_file("ablation_sparsity").read_text())["status"] == "skipped"
 
 
 @pytest.fixture
@@ -78,7 +117,7 @@ def test_the_base_is_the_search_best_of_the_same_profile_else_the_published_conf
     assert base["source"] == "search" and base["settings"] == {"beta": 5.0e-3, "lr": 2.0e-3}  # p is swept
     _search_summary(project, "default")
     assert base_configuration(project, params, study) | {"text": ""} == {
-        "study": "tiny", "source": "published", "settings": {}, "text": ""}
+        "study": "tiny", "method": "hypermask", "source": "published", "settings": {}, "text": ""}
 
 
 def test_a_sweep_listed_as_a_search_or_on_another_benchmark_is_refused(project: Layout) -> None:
@@ -120,3 +159,40 @@ def test_tiny_sweep_through_ray_and_mlflow_then_its_report_section(project: Layo
     assert "## Sweep tiny_sweep" in report and "the best point on validation is" in report
     assert "| p=60 |" in report and "(plots/tiny_sweep_sweep.png)" in report
     assert (project.reports_dir / "plots" / "tiny_sweep_sweep.png").stat().st_size > 1000
+
+
+FSCIL_SWEEP = {"kind": "sweep", "description": "tiny few-shot sweep", "benchmark": "fscil_mnist",
+               "grid": {"method": ["hypermask", "finetune"]},
+               "budget": {"concurrency": 2, "tasks": 3, "iterations": 15, "train_subset": 500,
+                          "validation_size": 100},
+               "objective": {"metric": "val_class_incremental_accuracy"}, "final": {"seeds": [1, 2, 3]}}
+
+
+def test_a_few_shot_sweep_compares_methods_session_by_session(project: Layout) -> None:
+    search = {**TINY_STUDY, "benchmark": "fscil_mnist", "objective": {"metric": "val_class_incremental_accuracy"}}
+    write_study(project.root, "tiny", search)
+    write_study(project.root, "tiny_fscil", FSCIL_SWEEP)
+    data = yaml.safe_load(project.params_file.read_text())
+    data["sweeps"] = {"tiny_fscil": "tiny"}
+    data["profiles"]["test"]["run"] = ["tiny", "tiny_fscil"]
+    project.params_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    params = load_params(project.params_file)
+    write_json(project.tune_summary("tiny"), {"status": "skipped", "reason": "not part of this test"})
+    with local_ray(num_cpus=2):
+        metrics = sweep_study(project, params, "tiny_fscil")
+    assert metrics["methods"] == ["hypermask", "finetune"] and metrics["base"]["source"] == "published"
+    hypermask, finetune = metrics["points"]
+    for point in (hypermask, finetune):
+        curve = point["sessions"]["session_accuracy"]
+        assert len(curve["mean"]) == 3 and all(0.0 <= v <= 100.0 for v in curve["mean"])
+        assert point["mean_session_accuracy"]["mean"] == pytest.approx(sum(curve["mean"]) / 3, abs=1e-6)
+        assert point["session_accuracy_drop"]["mean"] == pytest.approx(curve["mean"][0] - curve["mean"][-1],
+                                                                       abs=1e-6)
+        assert {"maxprob_mean_session_accuracy", "val_class_incremental_accuracy"} <= set(point)
+    assert "hypernetwork_parameters" in hypermask and "hypernetwork_parameters" not in finetune
+    assert metrics["best_point"] in ("method=hypermask", "method=finetune")
+
+    write_json(project.metrics_file("tiny"), {"status": "skipped", "reason": "not part of this test"})
+    report = write_report(project, params).read_text()
+    assert "## Sweep tiny_fscil" in report and "Over its sessions" in report
+    assert "| method=finetune |" in report and "(plots/tiny_fscil_sessions.png)" in report

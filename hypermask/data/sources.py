@@ -6,11 +6,13 @@ What a dataset is (files, checksums, how to read and fetch them) is its register
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -146,19 +148,44 @@ def locate_dataset(name: str, root: str | Path) -> Path:
     return root
 
 
-def prepare_dataset(name: str, root: str | Path) -> Path:
+def prepare_dataset(name: str, root: str | Path, own_copy: bool = False) -> Path:
     """Make ``name`` present and verified under ``root`` (copied from the mirror or downloaded).
 
     A missing, partial or corrupt copy under ``root`` is replaced by the mirror's when that one is intact.
+    With ``own_copy`` the files end up under ``root`` whatever the mirror holds (a node's own copy), and
+    processes preparing the same ``root`` at once take turns (a lock file beside the dataset).
     """
     _spec(name)
     root = _path(root, "--root")
     _check_root(root, "--root")
-    mirror = mirror_root()
-    if _problem(name, root) and mirror is not None and _present(name, mirror) and not _problem(name, mirror):
-        folder = _spec(name).folder
-        _copy_folder(mirror / folder, root / folder, root)
-    return locate_dataset(name, root)
+    with _exclusive(root, name) if own_copy else contextlib.nullcontext():
+        mirror = mirror_root()
+        if _problem(name, root) and mirror is not None and _present(name, mirror) and not _problem(name, mirror):
+            folder = _spec(name).folder
+            _copy_folder(mirror / folder, root / folder, root)
+        if own_copy and not _present(name, root):
+            _download(name, root)
+        return locate_dataset(name, root)
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path, name: str) -> Iterator[None]:
+    """Hold ``root/.<name>.lock`` exclusively (POSIX ``flock``; elsewhere no lock)."""
+    try:
+        make_folder(root, "data_root")
+    except PathProblem as err:
+        raise DataError(str(err)) from None
+    with open(root / f".{name}.lock", "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _copy_folder(source: Path, target: Path, root: Path) -> None:

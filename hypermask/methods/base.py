@@ -70,6 +70,10 @@ class HypernetworkMethod(ContinualMethod):
         self.embeddings = nn.Parameter(torch.randn(num_tasks, cfg.embedding_size))
         self._targets: Tensor | None = None
 
+    def summary_metrics(self, num_tasks: int) -> dict[str, float]:
+        """The hypernetwork's trainable parameters (chunk embeddings included; task embeddings not)."""
+        return {"hypernetwork_parameters": float(sum(p.numel() for p in self.hnet.parameters()))}
+
     def start_task(self, task: int) -> None:
         """Record H(e_j) of every earlier task once (detached): the regulariser's targets."""
         if task > 0 and self.cfg.beta > 0:

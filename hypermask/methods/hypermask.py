@@ -68,13 +68,14 @@ class HyperMask(HypernetworkMethod):
 
     @torch.no_grad()
     def summary_metrics(self, num_tasks: int) -> dict[str, float]:
-        """Mean share of non-zero mask entries over the tasks, and the tasks' mean pairwise Jaccard overlap of
-        their non-zero entries (output bias excluded)."""
+        """The hypernetwork's size, the mean share of non-zero mask entries over the tasks, and the tasks'
+        mean pairwise Jaccard overlap of their non-zero entries (output bias excluded)."""
         raw = self.hnet(self.embeddings[:num_tasks])
         task_masks = [self.masked_weights(raw[t], self.cfg.p)[1][:-1] for t in range(num_tasks)]
         densities = [sum(int(m.count_nonzero()) for m in masks) / sum(m.numel() for m in masks)
                      for masks in task_masks]
-        return {"mask_density": sum(densities) / len(densities), "mask_overlap": mask_overlap(task_masks)}
+        return {**super().summary_metrics(num_tasks), "mask_density": sum(densities) / len(densities),
+                "mask_overlap": mask_overlap(task_masks)}
 
     def artifacts(self) -> dict[str, object]:
         pieces = super().artifacts()

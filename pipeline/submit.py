@@ -1,0 +1,142 @@
+"""A stage as a Ray job: with ``RAY_ADDRESS`` (or ``ray.address``) naming a cluster's job server
+(``http://<head>:8265``), ``tune``, ``final`` and ``sweep`` submit themselves to the cluster, stream the job's
+log, and bring the stage's outputs back into this project, so ``dvc repro`` runs a study on a cluster and
+still records its outputs in ``dvc.lock``.
+
+The job runs the same stage on the cluster (``--outputs-to``): Tune state on ``ray.storage`` (shared with the
+cluster: a URI or a folder mounted at the same path everywhere), runs in this project's MLflow store (which
+must then be a server or a shared path), and the stage outputs written to ``<ray.storage>/outputs/<job>``,
+from where this process copies them into the workspace. Stopping this process stops the job; the next run
+restores the study from ``ray.storage``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.layout import Layout
+from pipeline.params import Params
+
+JOB_SCHEMES = ("http://", "https://")
+EXCLUDES = ["data", "ray_storage", "mlflow.db", "mlartifacts", "results", "metrics", "reports", ".git", ".venv",
+            ".dvc/cache", "__pycache__"]
+ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def job_server(params: Params) -> str:
+    """The cluster's job server when this stage is to run as a Ray job, else ''."""
+    address = os.environ.get("RAY_ADDRESS", "").strip() or params.ray_address
+    return address if address.startswith(JOB_SCHEMES) else ""
+
+
+def stage_outputs(layout: Layout, stage: str, study: str) -> list[Path]:
+    """The DVC outputs of ``stage`` of ``study`` (as dvc.yaml declares them)."""
+    folders = {"tune": layout.tune_dir(study), "final": layout.final_dir(study), "sweep": layout.sweep_dir(study)}
+    return [folders[stage]] + ([] if stage == "tune" else [layout.metrics_file(study)])
+
+
+def _shared(layout: Layout, params: Params) -> tuple[str, str]:
+    """Ray storage and the tracking URI as the cluster must see them; one line when they cannot be shared."""
+    from pipeline.tracking import tracking_uri
+
+    storage = params.ray_storage
+    if not ("://" in storage or Path(storage).is_absolute()):
+        raise PipelineError(f"params.yaml: 'ray.storage' is '{storage}', a folder of this project: a stage "
+                            "submitted to a Ray job server needs storage the cluster shares (s3://..., gs://... "
+                            "or a path mounted on every node)")
+    uri = tracking_uri(layout, params.tracking_uri)
+    if not (os.environ.get("MLFLOW_TRACKING_URI") or params.tracking_uri):
+        raise PipelineError("a stage submitted to a Ray job server needs a tracking store the cluster reaches: "
+                            "set MLFLOW_TRACKING_URI (an MLflow server, or a shared path)")
+    return storage, uri
+
+
+def copy_tree(source: str, target: str) -> None:
+    """Copy the file or folder ``source`` to ``target`` (local paths or URIs), replacing what is there."""
+    import pyarrow.fs as pafs
+
+    from pipeline.storage import filesystem
+
+    source_fs, source_path = filesystem(source)
+    target_fs, target_path = filesystem(target)
+    info = source_fs.get_file_info(source_path)
+    if info.type == pafs.FileType.NotFound:
+        raise PipelineError(f"the job wrote no {source}")
+    if target_fs.get_file_info(target_path).type == pafs.FileType.Directory:
+        target_fs.delete_dir(target_path)
+    if info.type == pafs.FileType.File:
+        target_fs.create_dir(target_path.rsplit("/", 1)[0], recursive=True)
+        pafs.copy_files(source_path, target_path, source_filesystem=source_fs, destination_filesystem=target_fs)
+        return
+    target_fs.create_dir(target_path, recursive=True)
+    pafs.copy_files(source_path, target_path, source_filesystem=source_fs, destination_filesystem=target_fs)
+
+
+def publish_outputs(layout: Layout, stage: str, study: str, destination: str) -> None:
+    """In the job: copy the stage's outputs to ``destination`` (paths kept relative to the project)."""
+    for path in stage_outputs(layout, stage, study):
+        copy_tree(str(path), f"{destination.rstrip('/')}/{path.relative_to(layout.root).as_posix()}")
+
+
+def _fetch_outputs(layout: Layout, stage: str, study: str, source: str) -> None:
+    for path in stage_outputs(layout, stage, study):
+        if path.is_dir():
+            shutil.rmtree(path)
+        copy_tree(f"{source.rstrip('/')}/{path.relative_to(layout.root).as_posix()}", str(path))
+
+
+def submit_stage(layout: Layout, params: Params, stage: str, study: str, server: str) -> None:
+    """Run ``stage`` of ``study`` as a Ray job on ``server``, print its log as it comes, and copy its outputs
+    into this project once it has succeeded (one line when it did not)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    storage, uri = _shared(layout, params)
+    job = f"hypermask-{stage}-{study}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    outputs = f"{storage.rstrip('/')}/outputs/{job}"
+    entrypoint = (f"python -m pipeline --profile {params.profile.name} --outputs-to {outputs} {stage} {study}")
+    env = {"MLFLOW_TRACKING_URI": uri}
+    try:
+        client = JobSubmissionClient(server)
+        client.submit_job(entrypoint=entrypoint, submission_id=job,
+                          runtime_env={"working_dir": str(layout.root), "excludes": EXCLUDES, "env_vars": env})
+    except Exception as err:  # the SDK raises plain exceptions for an unreachable or refusing server
+        raise PipelineError(f"cannot submit to the Ray job server {server}: "
+                            f"{(str(err).strip().splitlines() or [type(err).__name__])[-1]}") from None
+    print(f"submitted Ray job {job} to {server}", flush=True)
+    shown = 0
+    try:
+        while True:
+            status = client.get_job_status(job)
+            log = client.get_job_logs(job)
+            sys.stdout.write(log[shown:])
+            sys.stdout.flush()
+            shown = len(log)
+            if str(status) in ENDED or status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+                break
+            time.sleep(2)
+    except KeyboardInterrupt:
+        client.stop_job(job)
+        raise
+    if status != JobStatus.SUCCEEDED:
+        last = (client.get_job_info(job).message or "").strip().splitlines()
+        raise PipelineError(f"Ray job {job} ended {status}: {last[-1] if last else 'see its log above'}")
+    _fetch_outputs(layout, stage, study, outputs)
+    copy_done = filesystem_remove(outputs)
+    print(f"job {job}: outputs copied into {layout.root}{copy_done}", flush=True)
+
+
+def filesystem_remove(location: str) -> str:
+    """Remove the job's copy of the outputs on the shared storage; a note when it could not."""
+    from pipeline.storage import filesystem
+
+    try:
+        fs, path = filesystem(location)
+        fs.delete_dir(path)
+        return ""
+    except OSError as err:
+        return f" (its copy {location} was left: {err})"
