@@ -26,6 +26,7 @@ JOB_SCHEMES = ("http://", "https://")
 EXCLUDES = ["data", "ray_storage", "mlflow.db", "mlartifacts", "results", "metrics", "reports", ".git", ".venv",
             ".dvc/cache", "__pycache__"]
 ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
+SUBMIT_PATIENCE_S = 120  # how long a just-started cluster may answer "try again later"
 
 
 def job_server(params: Params) -> str:
@@ -99,14 +100,20 @@ def submit_stage(layout: Layout, params: Params, stage: str, study: str, server:
     job = f"hypermask-{stage}-{study}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     outputs = f"{storage.rstrip('/')}/outputs/{job}"
     entrypoint = (f"python -m pipeline --profile {params.profile.name} --outputs-to {outputs} {stage} {study}")
-    env = {"MLFLOW_TRACKING_URI": uri}
-    try:
-        client = JobSubmissionClient(server)
-        client.submit_job(entrypoint=entrypoint, submission_id=job,
-                          runtime_env={"working_dir": str(layout.root), "excludes": EXCLUDES, "env_vars": env})
-    except Exception as err:  # the SDK raises plain exceptions for an unreachable or refusing server
-        raise PipelineError(f"cannot submit to the Ray job server {server}: "
-                            f"{(str(err).strip().splitlines() or [type(err).__name__])[-1]}") from None
+    runtime_env = {"working_dir": str(layout.root), "excludes": EXCLUDES, "env_vars": {"MLFLOW_TRACKING_URI": uri}}
+    deadline = time.time() + SUBMIT_PATIENCE_S
+    while True:
+        try:
+            client = JobSubmissionClient(server)
+            client.submit_job(entrypoint=entrypoint, submission_id=job, runtime_env=runtime_env)
+            break
+        except Exception as err:  # the SDK raises plain exceptions for an unreachable or refusing server
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            if "try again later" in reason and time.time() < deadline:  # a cluster whose job agents are starting
+                print(f"the Ray job server is not ready ({reason}); trying again", flush=True)
+                time.sleep(5)
+                continue
+            raise PipelineError(f"cannot submit to the Ray job server {server}: {reason}") from None
     print(f"submitted Ray job {job} to {server}", flush=True)
     shown = 0
     try:

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -72,27 +73,36 @@ class LocalCluster:
     def add_worker(self, name: str) -> None:
         self._start(name, [f"--address={self.address}", "--num-cpus=1", f"--resources={json.dumps({name: 1})}"])
 
-    def node_ids(self, count: int, seconds: float = 120) -> dict[str, str]:
+    def node_ids(self, count: int, seconds: float = 300) -> dict[str, str]:
         """Resource name -> Ray node id of the live workers, once ``count`` of them are up."""
         code = ("import json, ray; ray.init(address=%r, logging_level='ERROR'); "
                 "print(json.dumps({k: n['NodeID'] for n in ray.nodes() if n['Alive'] for k in n['Resources'] "
                 "if k.startswith('worker_')}))" % self.address)
         deadline = time.time() + seconds
-        while time.time() < deadline:
+        while True:
             done = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True)
             lines = done.stdout.strip().splitlines()
             found = json.loads(lines[-1]) if done.returncode == 0 and lines else {}
             if len(found) >= count:
                 return found
+            if time.time() > deadline:
+                raise AssertionError(f"{count} worker nodes did not come up within {seconds} s (found {found}):\n"
+                                     f"{done.stderr[-2000:]}")
             time.sleep(2)
-        raise AssertionError(f"{count} worker nodes did not come up within {seconds} s")
 
     def kill_raylet(self, name: str) -> None:
-        """SIGKILL the raylet of node ``name`` (found by its node manager port)."""
-        port = self.nodes[name][1]
-        raylets = [pid for pid in _processes_using(f"--node_manager_port={port}")
-                   if "raylet" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[0]]
-        assert len(raylets) == 1, f"expected one raylet with node manager port {port}, found {raylets}"
+        """SIGKILL the raylet of node ``name``: the process of this cluster (its temporary folder) whose program
+        is ``raylet`` and whose node manager port is that node's."""
+        wanted = f"--node_manager_port={self.nodes[name][1]}"
+        raylets = []
+        for pid in _processes_using(self.temp_dir):
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if Path(args[0]).name == "raylet" and wanted in args:
+                raylets.append(pid)
+        assert len(raylets) == 1, f"expected one raylet with {wanted} in {self.temp_dir}, found {raylets}"
         os.kill(raylets[0], signal.SIGKILL)
 
     def stop(self) -> None:
@@ -107,8 +117,6 @@ class LocalCluster:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        subprocess.run(["ray", "stop", "--force"], env={**self.env, "RAY_ADDRESS": self.address},
-                       capture_output=True, timeout=60)
         deadline = time.time() + 30
         while _processes_using(self.temp_dir) and time.time() < deadline:
             time.sleep(1)
@@ -159,52 +167,94 @@ def _per_seed(root: Path) -> dict:
     return json.loads((root / "results" / "sweep" / "nodes_sweep" / "runs.json").read_text())["per_seed"]
 
 
-def test_a_study_spreads_over_nodes_and_survives_losing_one(tmp_path: Path, mirror: Path) -> None:
-    node_data = tmp_path / "node_data"  # each node's own copy of the data (here the nodes share a disk)
-    lost_root, calm_root = _project(tmp_path / "lost", mirror, node_data), _project(tmp_path / "calm", mirror)
-    cluster = LocalCluster(mirror)
+@pytest.fixture(scope="module")
+def cluster(mirror: Path) -> Iterator[LocalCluster]:
+    """A head and two one-CPU workers, ``worker_a`` and ``worker_b``; stopped (and nothing left) at the end."""
+    started = LocalCluster(mirror)
     try:
-        cluster.add_worker("worker_a")
-        cluster.add_worker("worker_b")
-        nodes = cluster.node_ids(2)
-        # the stage submits itself to the job server and copies its outputs back into the project
-        job = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "--root", str(lost_root), "sweep", "nodes_sweep"],
-            env={**cluster.env, "RAY_ADDRESS": cluster.dashboard_url,
-                 "MLFLOW_TRACKING_URI": f"sqlite:///{lost_root / 'mlflow.db'}"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        victim = _wait_for_a_trial_between_tasks(lost_root, nodes["worker_a"], job)
-        cluster.kill_raylet("worker_a")
-        killed_at = victim["task"]
-        cluster.add_worker("worker_c")  # a replacement joins, as an autoscaler would add one
-        log, _ = job.communicate(timeout=900)
-        assert job.returncode == 0 and "submitted Ray job" in log and "outputs copied into" in log, log
-
-        runs = json.loads((lost_root / "results" / "sweep" / "nodes_sweep" / "runs.json").read_text())["runs"]
-        assert len(runs) == 6 and all(r["outcome"] == "completed" for r in runs)
-        assert len({n for r in runs for _, n in r["nodes"]}) >= 2  # trials ran on more than one node
-        moved = [r for r in runs if r["trial_id"] == victim["trial_id"]]
-        assert len(moved) == 1
-        tasks_on = {}
-        for task, node in moved[0]["nodes"]:
-            tasks_on.setdefault(node, set()).add(task)
-        assert max(tasks_on.pop(nodes["worker_a"])) == killed_at  # it was between two tasks when its node died
-        assert tasks_on and min(min(t) for t in tasks_on.values()) >= killed_at  # went on from its checkpoint
-        assert max(max(t) for t in tasks_on.values()) == SWEEP["budget"]["tasks"]
-
-        parent, children = runs_by_parent(f"sqlite:///{lost_root / 'mlflow.db'}", "nodes_sweep")["sweep"]
-        assert len(children) == 6 and len({c.data.tags["hypermask.trial_id"] for c in children}) == 6
-        assert all(c.info.status == "FINISHED" for c in children) and parent.info.status == "FINISHED"
-        moved_run = [c for c in children if c.data.tags["hypermask.trial_id"] == victim["trial_id"]][0]
-        assert moved_run.data.tags["hypermask.nodes"].split(",")[0] == nodes["worker_a"]
-        assert len(moved_run.data.tags["hypermask.nodes"].split(",")) == 2
-
-        driver = subprocess.run([sys.executable, "-m", "pipeline", "--root", str(calm_root), "sweep", "nodes_sweep"],
-                                env={**cluster.env, "RAY_ADDRESS": cluster.address}, capture_output=True,
-                                text=True, timeout=900)
-        assert driver.returncode == 0, driver.stdout + driver.stderr
-        assert _per_seed(lost_root) == _per_seed(calm_root)  # losing a node changed no number
-        verify_dataset("mnist", node_data)  # the nodes' own copy, checked against the dataset's checksums
+        started.add_worker("worker_a")
+        started.add_worker("worker_b")
+        started.node_ids(2)
+        yield started
     finally:
-        cluster.stop()
-    assert not _processes_using(cluster.temp_dir)
+        started.stop()
+    assert not _processes_using(started.temp_dir)
+
+
+@pytest.fixture(scope="module")
+def reference(cluster: LocalCluster, mirror: Path, tmp_path_factory) -> dict:
+    """The sweep's numbers from an undisturbed run, its driver connected with RAY_ADDRESS."""
+    root = _project(tmp_path_factory.mktemp("calm") / "project", mirror)
+    driver = subprocess.run([sys.executable, "-m", "pipeline", "--root", str(root), "sweep", "nodes_sweep"],
+                            env={**cluster.env, "RAY_ADDRESS": cluster.address}, capture_output=True, text=True,
+                            timeout=900)
+    assert driver.returncode == 0, driver.stdout + driver.stderr
+    runs = json.loads((root / "results" / "sweep" / "nodes_sweep" / "runs.json").read_text())["runs"]
+    assert len({n for r in runs for _, n in r["nodes"]}) == 2  # trials ran on both workers
+    return _per_seed(root)
+
+
+def _closed_runs(root: Path) -> tuple[object, list]:
+    """The sweep's MLflow parent and child runs, checked: one run per planned trial, none left RUNNING."""
+    parent, children = runs_by_parent(f"sqlite:///{root / 'mlflow.db'}", "nodes_sweep")["sweep"]
+    assert len(children) == 6 and len({c.data.tags["hypermask.trial_id"] for c in children}) == 6
+    assert all(c.info.status == "FINISHED" for c in children) and parent.info.status == "FINISHED"
+    return parent, children
+
+
+def test_a_submitted_study_spreads_over_nodes_and_survives_losing_one(cluster: LocalCluster, reference: dict,
+                                                                      tmp_path: Path, mirror: Path) -> None:
+    node_data = tmp_path / "node_data"  # each node's own copy of the data (here the nodes share a disk)
+    root = _project(tmp_path / "lost", mirror, node_data)
+    nodes = cluster.node_ids(2)
+    # the stage submits itself to the job server and copies its outputs back into the project
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--root", str(root), "sweep", "nodes_sweep"],
+        env={**cluster.env, "RAY_ADDRESS": cluster.dashboard_url,
+             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = _wait_for_a_trial_between_tasks(root, nodes["worker_a"], job)
+    cluster.kill_raylet("worker_a")
+    killed_at = victim["task"]
+    cluster.add_worker("worker_c")  # a replacement joins, as an autoscaler would add one
+    log, _ = job.communicate(timeout=900)
+    assert job.returncode == 0 and "submitted Ray job" in log and "outputs copied into" in log, log
+
+    runs = json.loads((root / "results" / "sweep" / "nodes_sweep" / "runs.json").read_text())["runs"]
+    assert len(runs) == 6 and all(r["outcome"] == "completed" for r in runs)
+    assert len({n for r in runs for _, n in r["nodes"]}) >= 2  # trials ran on more than one node
+    moved = [r for r in runs if r["trial_id"] == victim["trial_id"]]
+    assert len(moved) == 1
+    tasks_on: dict[str, set[int]] = {}
+    for task, node in moved[0]["nodes"]:
+        tasks_on.setdefault(node, set()).add(task)
+    assert max(tasks_on.pop(nodes["worker_a"])) == killed_at  # it was between two tasks when its node died
+    assert tasks_on and min(min(t) for t in tasks_on.values()) >= killed_at  # went on from its checkpoint
+    assert max(max(t) for t in tasks_on.values()) == SWEEP["budget"]["tasks"]
+
+    _, children = _closed_runs(root)
+    moved_run = [c for c in children if c.data.tags["hypermask.trial_id"] == victim["trial_id"]][0]
+    assert moved_run.data.tags["hypermask.nodes"].split(",")[0] == nodes["worker_a"]
+    assert len(moved_run.data.tags["hypermask.nodes"].split(",")) == 2
+    assert _per_seed(root) == reference  # losing a node changed no number
+    verify_dataset("mnist", node_data)  # the nodes' own copy, checked against the dataset's checksums
+
+
+def test_a_driver_killed_mid_study_resumes_it_on_the_cluster(cluster: LocalCluster, reference: dict,
+                                                             tmp_path: Path, mirror: Path) -> None:
+    root = _project(tmp_path / "restarted", mirror)
+    env = {**cluster.env, "RAY_ADDRESS": cluster.address}
+    command = [sys.executable, "-m", "pipeline", "--root", str(root), "sweep", "nodes_sweep"]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    deadline = time.time() + 300
+    while not any(r["task"] >= 1 for r in _latest_results(root).values()):
+        assert driver.poll() is None and time.time() < deadline, "no trial finished a task"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=60)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((root / "results" / "sweep" / "nodes_sweep" / "runs.json").read_text())["resumed"] is True
+    _closed_runs(root)
+    assert _per_seed(root) == reference
