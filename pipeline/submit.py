@@ -23,8 +23,9 @@ from pipeline.layout import Layout
 from pipeline.params import Params
 
 JOB_SCHEMES = ("http://", "https://")
-EXCLUDES = ["data", "ray_storage", "mlflow.db", "mlartifacts", "results", "metrics", "reports", ".git", ".venv",
-            ".dvc/cache", "__pycache__"]
+# Not uploaded with the job: datasets, local stores and caches. Earlier stages' outputs (results/plan, a
+# search's summary) are the job's inputs and go with it.
+EXCLUDES = ["data", "ray_storage", "mlflow.db", "mlartifacts", "reports", ".git", ".venv", ".dvc/cache", "__pycache__"]
 ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
 SUBMIT_PATIENCE_S = 120  # how long a just-started cluster may answer "try again later"
 

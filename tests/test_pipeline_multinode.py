@@ -71,7 +71,10 @@ class LocalCluster:
         return process
 
     def add_worker(self, name: str) -> None:
-        self._start(name, [f"--address={self.address}", "--num-cpus=1", f"--resources={json.dumps({name: 1})}"])
+        """A node with one CPU and the resource ``name``, with a temporary folder of its own (as on a machine of
+        its own: nodes sharing one would share the jobs' unpacked working directories)."""
+        self._start(name, [f"--address={self.address}", "--num-cpus=1", f"--resources={json.dumps({name: 1})}",
+                           f"--temp-dir={self.temp_dir}/{name}"])
 
     def node_ids(self, count: int, seconds: float = 300) -> dict[str, str]:
         """Resource name -> Ray node id of the live workers, once ``count`` of them are up."""
