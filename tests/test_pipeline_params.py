@@ -45,9 +45,15 @@ def test_shipped_params_and_studies_are_valid_in_every_profile() -> None:
     assert {"split_mnist", "permuted_mnist"} <= set(default.profile.run)
     assert not any(s.startswith("cifar") for s in default.profile.run)
     assert {*PARAMS["studies"], *PARAMS["sweeps"]} == set(load_params(layout.params_file, "paper").profile.run)
-    for name in PARAMS["sweeps"]:  # sweeps: every grid point on at least 3 seeds
-        study = load_study(layout, name, load_params(layout.params_file, "ablations").profile)
-        assert study.kind == "sweep" and len(study.grid_points()) >= 5 and len(study.seeds) >= 3
+    ablations = load_params(layout.params_file, "ablations").profile
+    assert set(ablations.run) == {"split_mnist", "ablation_sparsity", "ablation_embedding", "ablation_chunking",
+                                  "ablation_no_mask", "fscil_mnist"}
+    for name in PARAMS["sweeps"]:  # sweeps compare at least two points, each on at least 3 seeds
+        for profile in (None, ablations):
+            study = load_study(layout, name, profile)
+            assert study.kind == "sweep" and len(study.grid_points()) >= 2 and len(study.seeds) >= 3
+    sparsity = load_study(layout, "ablation_sparsity", ablations).grid["p"]
+    assert min(sparsity) == 0 and max(sparsity) == 90 and len(sparsity) >= 5  # the whole range, fewer points
     # the default profile keeps at least 8 trials and three final seeds per MNIST study
     for name in ("split_mnist", "permuted_mnist"):
         study = load_study(layout, name, default.profile)
