@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,6 +183,7 @@ def cluster(mirror: Path) -> Iterator[LocalCluster]:
     finally:
         started.stop()
     assert not _processes_using(started.temp_dir)
+    shutil.rmtree(started.temp_dir, ignore_errors=True)  # nothing of the cluster is left behind
 
 
 @pytest.fixture(scope="module")
