@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import torch
 
-from bench.measure import in_subprocess, load_average, print_result, time_steps
+from bench.measure import add_run_options, in_subprocess, load_average, print_result, time_steps
 from bench.workloads import Batches, real_batches
 from hypermask.config import Config, resolve_config
 from hypermask.masks import ramped_sparsity
@@ -118,11 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk-sizes", nargs="+", type=int, default=list(CHUNK_SIZES),
                         help="0 is the full hypernetwork (the reference of the ratios)")
     parser.add_argument("--repeats", type=int, default=10, help="timed steps per variant")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    add_run_options(parser, DEFAULT_JSON)
     return parser.parse_args(argv)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -128,3 +129,13 @@ def load_average() -> list[float] | None:
         return list(os.getloadavg())
     except (AttributeError, OSError):
         return None
+
+
+def add_run_options(parser: argparse.ArgumentParser, default_json: Path) -> None:
+    """The options every step benchmark takes: warm-up steps, device, threads, where results go, and the
+    hidden worker flag of :func:`in_subprocess`."""
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--json", type=Path, default=default_json, help="where to write results")
+    parser.add_argument(WORKER_FLAG, help=argparse.SUPPRESS)

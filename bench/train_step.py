@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import torch
 
-from bench.measure import in_subprocess, load_average, print_result, time_steps
+from bench.measure import add_run_options, in_subprocess, load_average, print_result, time_steps
 from bench.report import format_table, summarize_rows
 from bench.variants import VARIANTS, build_step, prepare_runtime
 from bench.whole_run import whole_split_mnist_run
@@ -73,13 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         choices=list(WORKLOADS), help="workloads to time (none: only --whole-run)")
     parser.add_argument("--repeats", type=int, default=0,
                         help="timed steps per variant (0: the workload's default)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1)")
     parser.add_argument("--whole-run", action="store_true",
                         help="also train the full published Split MNIST run (about 5 minutes or more)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    add_run_options(parser, DEFAULT_JSON)
     return parser.parse_args(argv)
 
 

@@ -26,7 +26,7 @@ JOB_SCHEMES = ("http://", "https://")
 # Not uploaded with the job: datasets, local stores and caches. Earlier stages' outputs (results/plan, a
 # search's summary) are the job's inputs and go with it.
 EXCLUDES = ["data", "ray_storage", "mlflow.db", "mlartifacts", "reports", ".git", ".venv", ".dvc/cache", "__pycache__"]
-ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
+ENDED = ("SUCCEEDED", "FAILED", "STOPPED")  # JobStatus values (a str enum)
 SUBMIT_PATIENCE_S = 120  # how long a just-started cluster may answer "try again later"
 
 
@@ -71,11 +71,8 @@ def copy_tree(source: str, target: str) -> None:
         raise PipelineError(f"the job wrote no {source}")
     if target_fs.get_file_info(target_path).type == pafs.FileType.Directory:
         target_fs.delete_dir(target_path)
-    if info.type == pafs.FileType.File:
-        target_fs.create_dir(target_path.rsplit("/", 1)[0], recursive=True)
-        pafs.copy_files(source_path, target_path, source_filesystem=source_fs, destination_filesystem=target_fs)
-        return
-    target_fs.create_dir(target_path, recursive=True)
+    folder = target_path if info.type == pafs.FileType.Directory else target_path.rsplit("/", 1)[0]
+    target_fs.create_dir(folder, recursive=True)
     pafs.copy_files(source_path, target_path, source_filesystem=source_fs, destination_filesystem=target_fs)
 
 
@@ -124,7 +121,7 @@ def submit_stage(layout: Layout, params: Params, stage: str, study: str, server:
             sys.stdout.write(log[shown:])
             sys.stdout.flush()
             shown = len(log)
-            if str(status) in ENDED or status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            if status in ENDED:
                 break
             time.sleep(2)
     except KeyboardInterrupt:
@@ -134,11 +131,10 @@ def submit_stage(layout: Layout, params: Params, stage: str, study: str, server:
         last = (client.get_job_info(job).message or "").strip().splitlines()
         raise PipelineError(f"Ray job {job} ended {status}: {last[-1] if last else 'see its log above'}")
     _fetch_outputs(layout, stage, study, outputs)
-    copy_done = filesystem_remove(outputs)
-    print(f"job {job}: outputs copied into {layout.root}{copy_done}", flush=True)
+    print(f"job {job}: outputs copied into {layout.root}{_remove_copy(outputs)}", flush=True)
 
 
-def filesystem_remove(location: str) -> str:
+def _remove_copy(location: str) -> str:
     """Remove the job's copy of the outputs on the shared storage; a note when it could not."""
     from pipeline.storage import filesystem
 

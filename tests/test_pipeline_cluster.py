@@ -53,23 +53,33 @@ def _processes_using(marker: str) -> list[int]:
     return found
 
 
-def _stop_head(head: subprocess.Popen, temp_dir: str) -> None:
-    """Stop the head this test started: its process group, then any of its processes left (by id)."""
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process group a test started (``start_new_session``), SIGKILL it if it does not end."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            os.killpg(head.pid, sig)
+            os.killpg(process.pid, sig)
         except ProcessLookupError:
-            break
+            return
         try:
-            head.wait(timeout=30)
-            break
+            process.wait(timeout=30)
+            return
         except subprocess.TimeoutExpired:
             continue
+
+
+def reap(marker: str) -> None:
+    """Wait up to 30 s for the processes mentioning ``marker`` to end, then SIGKILL those left."""
     deadline = time.time() + 30
-    while _processes_using(temp_dir) and time.time() < deadline:
+    while _processes_using(marker) and time.time() < deadline:
         time.sleep(1)
-    for pid in _processes_using(temp_dir):
+    for pid in _processes_using(marker):
         os.kill(pid, signal.SIGKILL)
+
+
+def _stop_head(head: subprocess.Popen, temp_dir: str) -> None:
+    """Stop the head this test started: its process group, then any of its processes left (by id)."""
+    stop_process_group(head)
+    reap(temp_dir)
 
 
 def test_ray_job_submit_runs_a_study_on_a_local_head(tmp_path: Path, mirror: Path) -> None:

@@ -27,7 +27,7 @@ from hypermask.data import verify_dataset
 from pipeline.outputs import write_json
 from pipeline.layout import Layout
 from pipeline_fixtures import copy_project, only_studies, runs_by_parent, tool_env, write_study
-from test_pipeline_cluster import _free_port, _processes_using, _wait_for_dashboard
+from test_pipeline_cluster import _free_port, _processes_using, _wait_for_dashboard, reap, stop_process_group
 
 pytestmark = pytest.mark.multinode
 
@@ -111,21 +111,8 @@ class LocalCluster:
 
     def stop(self) -> None:
         for process, _ in reversed(list(self.nodes.values())):
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    process.wait(timeout=30)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        deadline = time.time() + 30
-        while _processes_using(self.temp_dir) and time.time() < deadline:
-            time.sleep(1)
-        for pid in _processes_using(self.temp_dir):
-            os.kill(pid, signal.SIGKILL)
+            stop_process_group(process)
+        reap(self.temp_dir)
 
 
 def _project(path: Path, mirror: Path, node_root: Path | None = None) -> Path:
