@@ -7,6 +7,8 @@ import copy
 import json
 import re
 import shlex
+import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +165,19 @@ def test_docs_give_node_flags_and_the_versions_client_and_cluster_share() -> Non
     assert "cluster/ray-cluster.yaml" in section and "cluster/rayjob.yaml" in section
     for args in _pipeline_commands(section):
         _check_pipeline_command(args)
+
+
+def test_image_check_script_parses_and_its_job_uses_the_library_as_it_is() -> None:
+    """cluster/check-image.sh needs a Docker engine to run; here: the shell parses, the job it submits compiles,
+    and the job's three training steps run against the installed library (so an API change breaks this test,
+    not the next image check)."""
+    script = REPO / "cluster" / "check-image.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    job = re.search(r"python -c '\n(.*?)\n'\"", text, re.S).group(1).replace('\\"', '"')
+    compile(job, "check-image job", "exec")
+    body = job[job.index("def hypermask_steps"):job.index("    return ray.get_runtime_context")]
+    namespace: dict[str, Any] = {}
+    exec(textwrap.dedent(body[body.index("\n") + 1:]), namespace)  # the task's body, without Ray
+    losses = namespace["losses"]
+    assert len(losses) == 3 and losses[-1] < losses[0]

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Checks the node image on a machine with a Docker engine, in three steps:
+#   1. builds it (arguments go to `docker build`: --build-arg TORCH_VARIANT=cu130, --build-arg TORCH_INDEX_URL=...)
+#   2. runs `dvc repro` on the embedded defaults inside it (a local Ray, a local MLflow store) and checks that
+#      every stage ran and the default study's metrics were written
+#   3. starts a head and a worker container on the host's network, as docs/pipeline.md starts nodes, and runs a
+#      Ray job through the head's job server whose trial-sized task must run on the worker and import the project
+# Usage: bash cluster/check-image.sh [docker build arguments...]
+# Environment: IMAGE (default hypermask-studio:check); HYPERMASK_DATA_MIRROR=<folder with MNIST/raw/> mounts a
+# local copy of the datasets instead of downloading them; DOCKER_BUILD_NETWORK=host where the default bridge has
+# no network; CHECK_PORT (default 26379) and CHECK_DASHBOARD_PORT (default 28265) for the test cluster.
+set -euo pipefail
+
+IMAGE=${IMAGE:-hypermask-studio:check}
+PORT=${CHECK_PORT:-26379}
+DASHBOARD_PORT=${CHECK_DASHBOARD_PORT:-28265}
+HEAD=hypermask-check-head
+WORKER=hypermask-check-worker
+cd "$(dirname "$0")/.."
+
+cleanup() { docker rm -f "$HEAD" "$WORKER" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "1/3 build $IMAGE"
+docker build ${DOCKER_BUILD_NETWORK:+--network "$DOCKER_BUILD_NETWORK"} -t "$IMAGE" "$@" .
+
+step "2/3 dvc repro inside the image"
+mirror=()
+if [[ -n "${HYPERMASK_DATA_MIRROR:-}" ]]; then
+    mirror=(-v "$(realpath "$HYPERMASK_DATA_MIRROR"):/mirror:ro" -e HYPERMASK_DATA_MIRROR=/mirror)
+fi
+docker run --rm --network host --shm-size=2g "${mirror[@]}" "$IMAGE" bash -c '
+    set -euo pipefail
+    dvc repro
+    dvc status | grep -q "up to date"
+    study=$(python -c "import yaml; print(yaml.safe_load(open(\"params.yaml\"))[\"study\"])")
+    python - "$study" <<"EOF"
+import json, sys
+metrics = json.load(open(f"metrics/{sys.argv[1]}.json"))
+print("metrics of", sys.argv[1], {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
+EOF'
+
+step "3/3 a head and a worker container, one Ray job"
+cleanup
+docker run -d --name "$HEAD" --network host --shm-size=2g "$IMAGE" \
+    ray start --head --block --port="$PORT" --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
+    --num-cpus=1 >/dev/null
+docker run -d --name "$WORKER" --network host --shm-size=2g "$IMAGE" \
+    ray start --address="127.0.0.1:$PORT" --block --num-cpus=1 --resources='{"check_worker": 1}' >/dev/null
+docker exec "$HEAD" bash -c "
+    for _ in \$(seq 60); do ray job list --address http://127.0.0.1:$DASHBOARD_PORT >/dev/null 2>&1 && break; sleep 2; done
+    ray job submit --address http://127.0.0.1:$DASHBOARD_PORT -- python -c '
+import time, ray
+ray.init()
+for _ in range(60):
+    if sum(node[\"Alive\"] for node in ray.nodes()) == 2:
+        break
+    time.sleep(2)
+assert sum(node[\"Alive\"] for node in ray.nodes()) == 2, ray.nodes()
+
+@ray.remote(resources={\"check_worker\": 1})
+def hypermask_steps() -> tuple[str, list[float]]:
+    import torch
+    from hypermask.config import resolve_config
+    from hypermask.methods import build_for_stream
+    from hypermask.optim import make_optimizer
+    from hypermask.train import training_step
+    cfg = resolve_config(\"split_mnist\", overrides={\"device\": \"cpu\", \"threads\": 1, \"progress\": False})
+    torch.manual_seed(0)
+    method = build_for_stream(cfg, (784,), 2, cfg.tasks)
+    optimizer = make_optimizer(method.parameters(), cfg.lr, torch.device(\"cpu\"))
+    x, y = torch.randn(cfg.batch_size, 784), torch.randint(0, 2, (cfg.batch_size,))
+    losses = [float(training_step(method, optimizer, 0, x, y, cfg.p)) for _ in range(3)]
+    return ray.get_runtime_context().get_node_id(), losses
+
+node, losses = ray.get(hypermask_steps.remote())
+assert node != ray.get_runtime_context().get_node_id(), \"the task ran on the head\"
+assert losses[-1] < losses[0], losses
+print(f\"3 HyperMask steps on worker node {node[:12]}, losses {losses}: cluster check passed\")
+'"
+
+step "image checks passed"
