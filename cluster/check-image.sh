@@ -2,9 +2,9 @@
 # Checks the node image on a machine with a Docker engine, in three steps:
 #   1. builds it (arguments go to `docker build`: --build-arg TORCH_VARIANT=cu130, --build-arg TORCH_INDEX_URL=...)
 #   2. runs `dvc repro` on the embedded defaults inside it (a local Ray, a local MLflow store) and checks that
-#      every stage ran and the default study's metrics were written
+#      the pipeline is up to date afterwards, the report was written and every study of the profile is done
 #   3. starts a head and a worker container on the host's network, as docs/pipeline.md starts nodes, and runs a
-#      Ray job through the head's job server whose trial-sized task must run on the worker and import the project
+#      Ray job through the head's job server whose task (three HyperMask training steps) must run on the worker
 # Usage: bash cluster/check-image.sh [docker build arguments...]
 # Environment: IMAGE (default hypermask-studio:check); HYPERMASK_DATA_MIRROR=<folder with MNIST/raw/> mounts a
 # local copy of the datasets instead of downloading them; DOCKER_BUILD_NETWORK=host where the default bridge has
@@ -33,12 +33,18 @@ fi
 docker run --rm --network host --shm-size=2g "${mirror[@]}" "$IMAGE" bash -c '
     set -euo pipefail
     dvc repro
-    dvc status | grep -q "up to date"
-    study=$(python -c "import yaml; print(yaml.safe_load(open(\"params.yaml\"))[\"study\"])")
-    python - "$study" <<"EOF"
-import json, sys
-metrics = json.load(open(f"metrics/{sys.argv[1]}.json"))
-print("metrics of", sys.argv[1], {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
+    status=$(dvc status)
+    echo "$status"
+    [[ $status == *"up to date"* ]]
+    test -s reports/report.md
+    python - <<"EOF"
+import json, yaml
+params = yaml.safe_load(open("params.yaml"))
+for study in params["profiles"][params["profile"]]["run"]:
+    metrics = json.load(open(f"metrics/{study}.json"))
+    assert metrics["status"] == "done", (study, metrics["status"])
+    mean, std = (metrics["tuned"]["average_accuracy"][key] for key in ("mean", "std"))
+    print(f"{study}: tuned configuration {mean:.2f} ± {std:.2f} % test accuracy")
 EOF'
 
 step "3/3 a head and a worker container, one Ray job"
