@@ -51,5 +51,7 @@ COPY --chown=1000:1000 hypermask ./hypermask
 COPY --chown=1000:1000 pipeline ./pipeline
 ENV DVC_NO_ANALYTICS=1
 RUN dvc init --no-scm --quiet
+# the project's ignore list: byte code written next to the sources would otherwise change the stages' deps
+COPY --chown=1000:1000 .dvcignore ./
 EXPOSE 6379 8265
 CMD ["ray", "start", "--head", "--block", "--port=6379", "--dashboard-host=0.0.0.0"]

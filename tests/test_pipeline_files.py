@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,4 +84,9 @@ def test_dockerfile_passes_hadolint_and_keeps_data_out_of_the_context() -> None:
     ignore = [line for line in (REPO / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
     assert ignore[0] == "*"  # an allow-list: data, stores, results and environments never enter the context
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "hypermask", "pipeline", "studies", "params.yaml", "dvc.yaml"}
+    assert allowed == {"pyproject.toml", "README.md", "hypermask", "pipeline", "studies", "params.yaml", "dvc.yaml",
+                       ".dvcignore"}
+    # the image's project folder is a DVC project that ignores byte code as the repository does (without the
+    # ignore list, sources imported once look modified to `dvc status` and every stage would run again)
+    assert "dvc init --no-scm" in text and re.search(r"COPY [^\n]*\.dvcignore", text)
+    assert "__pycache__/" in (REPO / ".dvcignore").read_text().split()
