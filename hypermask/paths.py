@@ -48,7 +48,12 @@ def make_folder(path: Path, what: str) -> list[Path]:
     created: list[Path] = []
     try:
         for folder in missing:
-            folder.mkdir()
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+                continue  # made meanwhile by another process or thread: theirs, not ours to remove
             created.append(folder)
     except OSError as err:
         remove_folders(created)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, TypeVar
 
@@ -143,14 +144,25 @@ class Registry(Generic[T]):
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark")
 _loaded = False
+_loading = False
+_load_lock = threading.RLock()
 
 
 def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in BUILTIN_MODULES:
-            importlib.import_module(module)
+    """Import the built-in datasets and benchmarks once; other threads wait until they are all registered."""
+    global _loaded, _loading
+    if _loaded:
+        return
+    with _load_lock:  # reentrant: a built-in module's own registration comes back here in the same thread
+        if _loaded or _loading:
+            return
+        _loading = True
+        try:
+            for module in BUILTIN_MODULES:
+                importlib.import_module(module)
+            _loaded = True
+        finally:
+            _loading = False
 
 
 def register_dataset(spec: DatasetSpec, replace: bool = False) -> DatasetSpec:

@@ -91,6 +91,33 @@ def test_nodes_preparing_their_own_copy_at_once_take_turns_and_end_with_one_veri
     assert not list(root.rglob("*.partial"))
 
 
+@pytest.mark.parametrize("made_meanwhile", ["folder", "file"])
+def test_a_folder_made_meanwhile_by_another_preparer_is_used_not_an_error(made_meanwhile, tmp_path,
+                                                                         monkeypatch) -> None:
+    """The race behind concurrent preparers: the path appears between the existence check and mkdir. A folder
+    there is used (and not counted as made by this call); a file there is still a problem."""
+    from pathlib import Path
+
+    from hypermask.paths import PathProblem, make_folder
+
+    target = tmp_path / "a" / "b"
+    real_mkdir = Path.mkdir
+
+    def another_preparer_first(self: Path, *args, **kwargs) -> None:
+        if self == target:  # the other one wins the race...
+            real_mkdir(self) if made_meanwhile == "folder" else self.write_text("")
+        real_mkdir(self, *args, **kwargs)  # ...and this mkdir finds the path taken
+
+    monkeypatch.setattr(Path, "mkdir", another_preparer_first)
+    if made_meanwhile == "folder":
+        assert make_folder(target, "data_root") == [tmp_path / "a"]  # only what this call made
+        assert target.is_dir()
+    else:
+        with pytest.raises(PathProblem, match="cannot be created"):
+            make_folder(target, "data_root")
+        assert not (tmp_path / "a").exists() or target.is_file()
+
+
 def test_target_network_shapes() -> None:
     resnet = ResNet20()
     assert resnet(torch.randn(4, 3, 32, 32), resnet.init_weights()).shape == (4, 10)

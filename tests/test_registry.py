@@ -114,3 +114,18 @@ def test_unknown_names_are_one_line_with_the_choices() -> None:
     message = str(err.value)
     assert message.startswith("unknown benchmark 'split_tiny' (choose from ") and "fscil_cifar100" in message
     assert "\n" not in message
+
+
+def test_threads_asking_at_once_all_find_the_builtins() -> None:
+    """The first lookups of a fresh process, from several threads at once (concurrent data preparers): each
+    waits until the built-in datasets are registered instead of finding an empty registry."""
+    import subprocess
+    import sys
+
+    code = ("from concurrent.futures import ThreadPoolExecutor\n"
+            "from hypermask.registry import dataset_spec\n"
+            "with ThreadPoolExecutor(8) as pool:\n"
+            "    print(sorted({spec.name for spec in pool.map(lambda _: dataset_spec('mnist'), range(8))}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "['mnist']"
