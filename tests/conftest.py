@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,13 @@ def pytest_configure(config: pytest.Config) -> None:
     """A relative ``HYPERMASK_DATA_MIRROR`` (the README's test line gives one) is made absolute once, so
     processes the tests start in other folders find the same mirror."""
     pin_mirror()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Keep the fault handler on after pytest's own is switched off, so that a crash while the interpreter
+    shuts down (after the summary) still prints where it happened."""
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
 
 
 @pytest.fixture(scope="session")
