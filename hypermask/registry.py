@@ -144,25 +144,19 @@ class Registry(Generic[T]):
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark")
 _loaded = False
-_loading = False
 _load_lock = threading.RLock()
 
 
 def _load_builtins() -> None:
-    """Import the built-in datasets and benchmarks once; other threads wait until they are all registered."""
-    global _loaded, _loading
+    """Import the built-in datasets and benchmarks once; threads asking meanwhile wait until all are registered."""
+    global _loaded
     if _loaded:
         return
-    with _load_lock:  # reentrant: a built-in module's own registration comes back here in the same thread
-        if _loaded or _loading:
-            return
-        _loading = True
-        try:
+    with _load_lock:  # reentrant, so a built-in module that looked a name up while loading could not deadlock
+        if not _loaded:
             for module in BUILTIN_MODULES:
                 importlib.import_module(module)
             _loaded = True
-        finally:
-            _loading = False
 
 
 def register_dataset(spec: DatasetSpec, replace: bool = False) -> DatasetSpec:
