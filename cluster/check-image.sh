@@ -54,36 +54,10 @@ docker run -d --name "$HEAD" --network host --shm-size=2g "$IMAGE" \
     --num-cpus=1 >/dev/null
 docker run -d --name "$WORKER" --network host --shm-size=2g "$IMAGE" \
     ray start --address="127.0.0.1:$PORT" --block --num-cpus=1 --resources='{"check_worker": 1}' >/dev/null
-docker exec "$HEAD" bash -c "
-    for _ in \$(seq 60); do ray job list --address http://127.0.0.1:$DASHBOARD_PORT >/dev/null 2>&1 && break; sleep 2; done
-    ray job submit --address http://127.0.0.1:$DASHBOARD_PORT -- python -c '
-import time, ray
-ray.init()
-for _ in range(60):
-    if sum(node[\"Alive\"] for node in ray.nodes()) == 2:
-        break
-    time.sleep(2)
-assert sum(node[\"Alive\"] for node in ray.nodes()) == 2, ray.nodes()
-
-@ray.remote(resources={\"check_worker\": 1})
-def hypermask_steps() -> tuple[str, list[float]]:
-    import torch
-    from hypermask.config import resolve_config
-    from hypermask.methods import build_for_stream
-    from hypermask.optim import make_optimizer
-    from hypermask.train import training_step
-    cfg = resolve_config(\"split_mnist\", overrides={\"device\": \"cpu\", \"threads\": 1, \"progress\": False})
-    torch.manual_seed(0)
-    method = build_for_stream(cfg, (784,), 2, cfg.tasks)
-    optimizer = make_optimizer(method.parameters(), cfg.lr, torch.device(\"cpu\"))
-    x, y = torch.randn(cfg.batch_size, 784), torch.randint(0, 2, (cfg.batch_size,))
-    losses = [float(training_step(method, optimizer, 0, x, y, cfg.p)) for _ in range(3)]
-    return ray.get_runtime_context().get_node_id(), losses
-
-node, losses = ray.get(hypermask_steps.remote())
-assert node != ray.get_runtime_context().get_node_id(), \"the task ran on the head\"
-assert losses[-1] < losses[0], losses
-print(f\"3 HyperMask steps on worker node {node[:12]}, losses {losses}: cluster check passed\")
-'"
+# the job's code (cluster/image_job.py) goes in on stdin: the image holds the project's packages, not cluster/
+docker exec -i -e DASHBOARD="http://127.0.0.1:$DASHBOARD_PORT" "$HEAD" bash -c '
+    job=$(cat)
+    for _ in $(seq 60); do ray job list --address "$DASHBOARD" >/dev/null 2>&1 && break; sleep 2; done
+    ray job submit --address "$DASHBOARD" -- python -c "$job"' < cluster/image_job.py
 
 step "image checks passed"
