@@ -19,6 +19,7 @@ SUMMARY_METRICS = ("mask_density", "mask_overlap", "hypernetwork_parameters")  #
 TIME_ATTR = "task"  # number of finished tasks: the ASHA rungs are task boundaries
 NODE = "node_id"  # the Ray node that reported the result (a retried trial may go on elsewhere)
 TASK_PREFIX = "task_"  # MLflow: the running value after each task (step = task index) is ``task_<score>``
+REPLAYED = "replayed"  # a restored trial's kept last result, reported again: nothing new to record
 END_METRICS = "end_metrics"  # the closing result's list of the run's end-of-run metric names
 COMPLETED, PRUNED, DIVERGED, FAILED = "completed", "pruned", "diverged", "failed"
 

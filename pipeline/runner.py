@@ -19,7 +19,8 @@ from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.placement import TrialPlan
 from pipeline.results import NODE, SUMMARY_METRICS, TASK_METRICS, TIME_ATTR, outcome, session_lists
-from pipeline.storage import CheckpointCleaner, experiment_location, remove_superseded
+from pipeline.storage import (CheckpointCleaner, TrialEndWriter, drop_trial_ends, experiment_location,
+                              remove_superseded)
 from pipeline.studies import Study
 from pipeline.trainable import run_trial
 
@@ -151,8 +152,9 @@ def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, storage: s
     On restore, unfinished trials continue from their last task; finished ones are kept as they are,
     failed ones included (they already used their ``max_failures`` retries, so running them again on
     every restore would repeat finished work); the searcher continues its Optuna study in the journal.
-    A new Tuner starts a new journal of that name. The checkpoints of every trial that ends are deleted
-    after the tracker has logged it (:class:`pipeline.storage.CheckpointCleaner`)."""
+    A new Tuner starts a new journal of that name. Every trial that ends first leaves its last result
+    for a restore that finds it still running (:class:`pipeline.storage.TrialEndWriter`); its checkpoints
+    are deleted after the tracker has logged it (:class:`pipeline.storage.CheckpointCleaner`)."""
     name = exp.name(key)
     path = experiment_location(storage, name)
     found = optuna_study(layout, params, exp, key)
@@ -171,7 +173,7 @@ def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, storage: s
             name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[_tracker(params, exp, key, uri, tags), CheckpointCleaner()]),
+            callbacks=[TrialEndWriter(), _tracker(params, exp, key, uri, tags), CheckpointCleaner()]),
     ), False
 
 
@@ -245,6 +247,7 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
             tuner, resumed = _tuner(layout, params, exp, key, storage, trainable, uri, tags, plan.concurrency)
             grid = tuner.fit()
             tracking.close_open_runs(_tracker(params, exp, key, uri, tags), grid)
+            drop_trial_ends(experiment_location(storage, exp.name(key)))  # Tune's state is saved whole now
             for gone in remove_superseded(storage, exp.prefix, key):
                 journal.journal_path(storage, Path(gone).name, layout.local_storage).unlink(missing_ok=True)
                 print(f"removed {gone} (superseded by {exp.name(key)})", flush=True)

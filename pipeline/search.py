@@ -26,6 +26,11 @@ class ContinualOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
+        """Tell Optuna how the trial ended, unless the journal already holds it as ended (see
+        :meth:`on_trial_result`)."""
+        if self._ended_in_journal(trial_id):
+            self._completed_trials.add(trial_id)
+            return
         state = outcome(result, error)
         if state == COMPLETED:
             super().on_trial_complete(trial_id, result, error=False)
@@ -34,12 +39,14 @@ class ContinualOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Tell Optuna the running score, unless the journal already holds the trial as ended: the journal
-        can be ahead of Tune's restored state (a study killed after ASHA stopped a trial, before Tune
-        recorded it), and Tune then runs that trial on."""
+        can be ahead of Tune's restored state (a study killed after a trial ended, before Tune saved its
+        state), and Tune then starts that trial again (it reports its kept last result)."""
+        if not self._ended_in_journal(trial_id):
+            super().on_trial_result(trial_id, result)
+
+    def _ended_in_journal(self, trial_id: str) -> bool:
         ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
-            return
-        super().on_trial_result(trial_id, result)
+        return ot_trial is not None and self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished()
 
     def restore(self, checkpoint_path: str) -> None:
         """Tune's restore: the pickled state names the same journal, so the study goes on in it; trials the

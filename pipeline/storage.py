@@ -5,10 +5,18 @@ retried trial or a restored study finds them. A trial that has ended needs none 
 (its record is in MLflow), and the Tune experiments of superseded keys are never resumed again: both
 are removed, so the storage holds the experiment state of the current keys and the checkpoints of the
 trials still running.
+
+Tune saves its experiment state (which trials have ended) every few seconds, so a study killed just after
+a trial ended may be restored with that trial still running. Each ended trial therefore leaves its last
+result in ``ended.json`` in its folder, written before its MLflow run is closed; a restored trial that
+finds one reports that result again instead of training (:func:`read_trial_end`), so what the study
+selects and records is what it had before the kill. The files go once Tune's state is saved complete
+(:func:`drop_trial_ends`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -19,10 +27,17 @@ from typing import Any, Iterator
 
 import pyarrow.fs as pafs
 from ray import tune
+from ray.tune import result as tune_keys
+
+from pipeline.results import REPLAYED
 
 STATE_DIR = "state"
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders in a trial's folder
 PART = ".part"  # an upload in progress (left behind only by a kill)
+END_FILE = "ended.json"  # an ended trial's last result, kept until Tune's experiment state says it ended
+# What Tune adds to every reported result (reporting them again would clash with Tune's own).
+TUNE_KEYS = frozenset((*tune_keys.AUTO_RESULT_KEYS, *tune_keys.DEFAULT_EXPERIMENT_INFO_KEYS, tune_keys.DONE,
+                       tune_keys.SHOULD_CHECKPOINT, tune_keys.RESULT_DUPLICATE, tune_keys.TRIAL_INFO))
 
 
 def is_uri(location: str) -> bool:
@@ -102,6 +117,82 @@ def drop_checkpoints(fs: pafs.FileSystem, trial_path: str) -> None:
     for info in fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True)):
         if info.type == pafs.FileType.Directory and info.base_name.startswith(CHECKPOINT_PREFIX):
             fs.delete_dir(info.path)
+
+
+@dataclass(frozen=True)
+class TrialEnd:
+    """How a trial ended, as its ``ended.json`` keeps it: its last result and, if it failed, the error."""
+
+    result: dict[str, Any]
+    error: str = ""
+
+
+def _json_value(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)  # numpy scalars; anything else as text
+
+
+def trial_end_location(experiment: str, trial_dir: str) -> str:
+    """Where the trial in folder ``trial_dir`` of ``experiment`` keeps its ``ended.json``."""
+    return f"{experiment.rstrip('/')}/{trial_dir}/{END_FILE}"
+
+
+def write_trial_end(fs: pafs.FileSystem, trial_path: str, result: dict[str, Any], error: str = "") -> None:
+    """Write the trial's ``ended.json`` (its last result without Tune's own keys) whole: a kill never
+    leaves half of it."""
+    kept = {k: v for k, v in result.items() if k not in TUNE_KEYS and k != REPLAYED}
+    text = json.dumps({"result": kept, "error": error}, default=_json_value).encode()
+    fs.create_dir(trial_path, recursive=True)
+    target = f"{trial_path}/{END_FILE}"
+    with fs.open_output_stream(target + PART) as out:
+        out.write(text)
+    fs.move(target + PART, target)
+
+
+def read_trial_end(location: str) -> TrialEnd | None:
+    """The :class:`TrialEnd` kept at ``location`` (see :func:`trial_end_location`), None if there is none."""
+    fs, path = filesystem(location)
+    if not _exists(fs, path):
+        return None
+    with fs.open_input_stream(path) as source:
+        found = json.loads(source.read())
+    return TrialEnd(dict(found["result"]), str(found.get("error") or ""))
+
+
+def drop_trial_ends(experiment: str) -> int:
+    """Delete the ``ended.json`` of every trial of ``experiment`` (call once Tune has saved its state with
+    every trial ended); returns how many were there."""
+    fs, root = filesystem(experiment)
+    found = [info.path for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))
+             if info.type == pafs.FileType.File and info.base_name == END_FILE]
+    for path in found:
+        fs.delete_file(path)
+    return len(found)
+
+
+class TrialEndWriter(tune.Callback):
+    """Writes each ended trial's ``ended.json``. Listed before the MLflow tracker, so a trial whose run is
+    closed always has one."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._write(trial, "")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._write(trial, _error_line(trial))
+
+    @staticmethod
+    def _write(trial: Any, error: str) -> None:
+        fs = trial.storage.storage_filesystem
+        if not _exists(fs, f"{trial.path}/{END_FILE}"):  # a replayed end keeps the first one's record
+            write_trial_end(fs, trial.path, dict(trial.last_result or {}), error)
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of the error a Tune trial failed with."""
+    try:
+        error = trial.get_pickled_error()
+    except Exception:  # noqa: BLE001 - the error file may be unreadable; the trial failed all the same
+        error = None
+    return (str(error or "").strip().splitlines() or ["the trial failed"])[-1][:300]
 
 
 class CheckpointCleaner(tune.Callback):

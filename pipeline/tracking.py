@@ -20,7 +20,7 @@ from ray import tune
 
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
-from pipeline.results import (COMPLETED, DIVERGED, FAILED, NODE, PRUNED, TASK_PREFIX, TIME_ATTR, end_metrics,
+from pipeline.results import (COMPLETED, DIVERGED, FAILED, NODE, PRUNED, REPLAYED, TASK_PREFIX, TIME_ATTR, end_metrics,
                               outcome, task_metrics)
 
 URI_ENV = "MLFLOW_TRACKING_URI"
@@ -220,6 +220,8 @@ class TrialTracker(tune.Callback):
     @_store_call
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self._run(trial)
+        if result.get(REPLAYED):
+            return  # the kept result of a trial that had ended before a restore: recorded then
         step = int(result.get(TIME_ATTR, 0)) - 1
         now = int(time.time() * 1000)
         if result.get("models_saved"):  # the closing result of a final run: its end-of-run metrics

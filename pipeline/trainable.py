@@ -11,8 +11,8 @@ from hypermask.data import dataset_for, prepare_dataset
 from hypermask.train import DivergedError, TaskReport, train_continual
 from ray import tune
 
-from pipeline.results import NODE, diverged_result, final_result, task_result
-from pipeline.storage import state_location, trial_state
+from pipeline.results import NODE, REPLAYED, diverged_result, final_result, task_result
+from pipeline.storage import read_trial_end, state_location, trial_end_location, trial_state
 from pipeline.studies import Study
 from pipeline.tracking import MODEL_DIR
 
@@ -27,12 +27,17 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     After every task the library writes its checkpoint into the trial's ``state/`` folder in the Tune
     experiment's folder ``experiment`` on Ray's storage (:mod:`pipeline.storage`) and calls back; the
     callback stores it and reports the task's scores, so ASHA can stop the trial at a task boundary, and
-    a retry or a restored study resumes after the last finished task. With ``node_data`` the node first
+    a retry or a restored study resumes after the last finished task. A trial that had already ended when
+    the study was killed (its ``ended.json`` is there) reports its last result again, or fails again with
+    its error, without training (:mod:`pipeline.storage`). With ``node_data`` the node first
     makes its own verified copy of the dataset under the runtime's ``data_root`` (params ``data.node_root``). Per-task results carry no Tune
     checkpoint: Tune deletes superseded checkpoints before its experiment state records the newer one,
     and a study killed in between could not restore the trial. A final run reports its model files as
     its one Tune checkpoint, from a temporary folder.
     """
+    trial_dir = Path(tune.get_context().get_trial_dir()).name
+    if replay_ended(trial_end_location(experiment, trial_dir)):
+        return
     chosen = dict(config)
     seed = int(chosen.pop("seed", default_seed))
     if "arm" in chosen:
@@ -40,7 +45,7 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     cfg = study.config(chosen, seed, runtime)
     if node_data:
         prepare_dataset(dataset_for(cfg.benchmark), cfg.data_root, own_copy=True)
-    location = state_location(experiment, Path(tune.get_context().get_trial_dir()).name)
+    location = state_location(experiment, trial_dir)
     node = ray.get_runtime_context().get_node_id()
 
     def send(result: dict[str, Any], **options: Any) -> None:
@@ -69,3 +74,20 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
             send(task_result(TaskReport(tasks - 1, tasks, result.accuracy_matrix, result.metrics,
                                         state.folder, result.metrics.get("elapsed_s", 0.0),
                                         result.val_accuracy_matrix)))
+
+
+class EndedTrialError(RuntimeError):
+    """A trial that had failed before its study was restored fails again with the same error."""
+
+
+def replay_ended(location: str) -> bool:
+    """Report the kept last result of a trial that had already ended (marked ``replayed``: the tracker and
+    the searcher have it), or raise its error again; False when the trial had not ended."""
+    ended = read_trial_end(location)
+    if ended is None:
+        return False
+    if ended.error:
+        raise EndedTrialError(ended.error)
+    if ended.result:
+        tune.report({**ended.result, REPLAYED: True})
+    return True

@@ -56,17 +56,21 @@ def test_a_lock_left_by_a_killed_stage_does_not_hold_up_the_next(tmp_path: Path)
     assert not lock.is_symlink() and load_rows(path, "s") == []
 
 
-def test_a_trial_the_journal_holds_as_ended_may_run_on_after_a_restore(tmp_path: Path) -> None:
+def test_a_trial_the_journal_holds_as_ended_keeps_its_record_after_a_restore(tmp_path: Path, caplog) -> None:
     study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
     params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "test")
     path = tmp_path / "tune-tiny-k.optuna.log"
     searcher = build_searcher(study, params, "tune-tiny-k", open_storage(path, fresh=True))
     searcher.suggest("a")
     searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's last snapshot: trial a running
-    searcher.on_trial_complete("a", {"task": 1, "val_average_accuracy": 99.0, "completed": False,
-                                     "diverged": False})  # ASHA stopped it; the study is killed here
+    stopped = {"task": 1, "val_average_accuracy": 99.0, "completed": False, "diverged": False}
+    searcher.on_trial_complete("a", stopped)  # ASHA stopped it; the study is killed here
     restored = build_searcher(study, params)
     restored.restore(str(tmp_path / "searcher.pkl"))
-    restored.on_trial_result("a", {"val_average_accuracy": 95.0, "training_iteration": 2})  # Tune runs it on
-    restored.on_trial_complete("a", {**RESULT, "val_average_accuracy": 95.0})
+    # Tune starts trial a again: it reports its kept last result and ends.
+    restored.on_trial_result("a", {**stopped, "replayed": True, "training_iteration": 1})
+    restored.on_trial_complete("a", {**stopped, "replayed": True})
+    assert [(r["number"], r["state"]) for r in load_rows(path, "tune-tiny-k")] == [(0, "PRUNED")]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # nothing told twice
+    restored.on_trial_complete("a", RESULT)  # Tune's own second completion is ignored as before
     assert [(r["number"], r["state"]) for r in load_rows(path, "tune-tiny-k")] == [(0, "PRUNED")]

@@ -12,8 +12,10 @@ import ray
 from pipeline.cluster import ray_session
 from pipeline.layout import Layout
 from pipeline.params import load_params
-from pipeline.storage import (CheckpointCleaner, drop_checkpoints, experiment_location, remove_superseded,
-                              state_location, trial_state)
+from pipeline.results import REPLAYED
+from pipeline.storage import (CheckpointCleaner, TrialEndWriter, drop_checkpoints, drop_trial_ends,
+                              experiment_location, read_trial_end, remove_superseded, state_location,
+                              trial_end_location, trial_state)
 from pipeline_fixtures import REPO
 
 KEY, OTHER = "0123456789ab", "ba9876543210"
@@ -58,11 +60,16 @@ def test_trial_state_is_kept_on_the_storage_across_restarts(tmp_path: Path, uri:
 
 
 class _Trial:
-    """What :class:`CheckpointCleaner` reads of a Tune trial."""
+    """What :class:`CheckpointCleaner` and :class:`TrialEndWriter` read of a Tune trial."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, last_result: dict | None = None, error: Exception | None = None) -> None:
         self.path = str(path)
         self.storage = type("Storage", (), {"storage_filesystem": pafs.LocalFileSystem()})()
+        self.last_result = last_result or {}
+        self._error = error
+
+    def get_pickled_error(self) -> Exception | None:
+        return self._error
 
 
 def test_an_ended_trial_loses_its_checkpoints_and_keeps_its_records(tmp_path: Path) -> None:
@@ -94,3 +101,30 @@ def test_a_local_ray_started_for_a_stage_leaves_no_folder_behind(monkeypatch) ->
             session = Path(ray._private.worker._global_node.get_session_dir_path())
             assert cluster["CPU"] >= 1 and session.is_dir() and session.is_relative_to(temp)
         assert not ray.is_initialized() and list(Path(temp).iterdir()) == []
+
+
+@pytest.mark.parametrize("uri", [False, True])
+def test_an_ended_trial_keeps_its_last_result_until_the_experiment_state_is_saved(tmp_path: Path, uri: bool) -> None:
+    experiment = experiment_location(f"file://{tmp_path}" if uri else str(tmp_path), f"tune-tiny-{KEY}")
+    folder = tmp_path / f"tune-tiny-{KEY}"
+    reported = {"task": 2, "num_tasks": 3, "val_average_accuracy": 91.5, "accuracy_matrix": [[99.0], [98.0, 97.0]],
+                "completed": False}
+    tune_added = {"trial_id": "a_00000", "training_iteration": 2, "time_total_s": 3.0, "done": True,
+                  "config": {"beta": 0.1}, "date": "2026-11-26", "pid": 1, "node_ip": "127.0.0.1", REPLAYED: True}
+    assert read_trial_end(trial_end_location(experiment, "trial_a")) is None  # a trial that has not ended
+
+    TrialEndWriter().on_trial_complete(0, [], _Trial(folder / "trial_a", {**reported, **tune_added}))
+    ended = read_trial_end(trial_end_location(experiment, "trial_a"))
+    assert ended.result == reported and ended.error == ""  # what the trial reported, not what Tune added
+
+    TrialEndWriter().on_trial_error(0, [], _Trial(folder / "trial_b", reported, RuntimeError("boom\nValueError: lr")))
+    assert read_trial_end(trial_end_location(experiment, "trial_b")).error == "ValueError: lr"
+    # Ending again (a restored trial replaying its end) keeps the first record.
+    TrialEndWriter().on_trial_error(0, [], _Trial(folder / "trial_b", {}, RuntimeError("replayed")))
+    assert read_trial_end(trial_end_location(experiment, "trial_b")).error == "ValueError: lr"
+
+    (folder / "trial_b" / "result.json").write_text("{}")
+    assert drop_trial_ends(experiment) == 2
+    assert _folders(folder / "trial_a") == [] and _folders(folder / "trial_b") == ["result.json"]
+    assert read_trial_end(trial_end_location(experiment, "trial_a")) is None
+    assert drop_trial_ends(experiment_location(str(tmp_path), "gone")) == 0  # no experiment: nothing to do

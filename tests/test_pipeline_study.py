@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
+from ray.tune.execution.tune_controller import TuneController
 
 from pipeline import cluster, runner, trainable
 from pipeline.final import final_study
 from pipeline.layout import Layout
 from pipeline.params import load_params
 from pipeline.report import write_report
+from pipeline.results import REPLAYED
+from pipeline.storage import END_FILE, CheckpointCleaner
 from pipeline.tune import tune_study
 from pipeline_fixtures import TINY_STUDY, commit, copy_project, metric_steps, only_studies, runs_by_parent, write_study
 
@@ -179,3 +182,56 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert report.count("| not recorded |") == 1  # the tiny study has no paper figure
     for name in ("tiny_accuracy_matrix", "tiny_accuracy_over_time", "tiny_search", "tuned_vs_published"):
         assert (project.reports_dir / "plots" / f"{name}.png").stat().st_size > 1000
+
+
+def _replayed_trials(tune_dir: Path) -> list[str]:
+    """The trial folders whose Tune results include one reported again from its kept end."""
+    return sorted(p.parent.name for p in tune_dir.glob("*/result.json")
+                  if any(json.loads(line).get(REPLAYED) for line in p.read_text().splitlines() if line.strip()))
+
+
+def test_a_study_killed_before_tune_saved_its_state_resumes_without_running_ended_trials(
+        project: Layout, local_ray, monkeypatch) -> None:
+    """Tune saves which trials have ended only every few seconds, so a stage killed just after a trial's
+    end leaves a saved state in which that trial, already recorded, still runs. Simulated here: from the
+    first trial's end on, nothing is saved and the stage stops there. The restored study starts that trial
+    again; it reports its kept end without training, and its record stays as it was."""
+    params = load_params(project.params_file)
+    uri = f"sqlite:///{project.root / 'mlflow.db'}"
+    ended: list[str] = []
+    clean, save, finished = CheckpointCleaner.on_trial_complete, TuneController.checkpoint, TuneController.is_finished
+
+    def note_the_end(self, iteration, trials, trial, **info):
+        ended.append(trial.trial_id)
+        clean(self, iteration, trials, trial, **info)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(CheckpointCleaner, "on_trial_complete", note_the_end)
+    monkeypatch.setattr(TuneController, "checkpoint", lambda self, *a, **k: None if ended else save(self, *a, **k))
+    monkeypatch.setattr(TuneController, "is_finished", lambda self: bool(ended) or finished(self))
+    closing = runner.tracking.close_open_runs
+    monkeypatch.setattr(runner.tracking, "close_open_runs", killed)  # the first thing after Tune's loop
+    with pytest.raises(KeyboardInterrupt):
+        tune_study(project, params, "tiny")
+    for owner, name, kept in ((CheckpointCleaner, "on_trial_complete", clean), (TuneController, "checkpoint", save),
+                              (TuneController, "is_finished", finished), (runner.tracking, "close_open_runs", closing)):
+        monkeypatch.setattr(owner, name, kept)
+
+    def record(trial_id: str) -> tuple:
+        _, children = runs_by_parent(uri, "tiny")["tune"]
+        run = next(c for c in children if c.data.tags["hypermask.trial_id"] == trial_id)
+        return (run.info.status, run.info.end_time, run.data.tags["hypermask.outcome"],
+                metric_steps(uri, run.info.run_id))
+
+    assert len(ended) == 1
+    before = record(ended[0])
+    summary = tune_study(project, params, "tiny")
+    assert summary["resumed"] and summary["counts"] == {"completed": 1, "pruned": 0, "diverged": 1, "failed": 1}
+    assert summary["best"]["config"] == {"beta": 5.0e-3, "lr": 1.0e-3}
+    assert _optuna_states(summary) == ["COMPLETE", "FAIL", "FAIL"]
+    assert record(ended[0]) == before  # not run again: its record untouched
+    tune_dir = project.root / "ray_storage" / f"tune-tiny-{summary['key']}"
+    assert [name for name in _replayed_trials(tune_dir) if ended[0] in name]  # the saved state did start it again
+    assert list(tune_dir.rglob(END_FILE)) == [] and _checkpoints(tune_dir) == []
