@@ -78,45 +78,44 @@ def test_sorting_by_the_objective_ranks_finished_trials_only(tmp_path: Path) -> 
     assert [(m.step, m.value) for m in client.get_metric_history(by_id["best"].info.run_id, OBJECTIVE)] == [(2, 95.0)]
 
 
-def test_a_final_run_carries_every_end_of_run_metric(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def _final_run(uri: str) -> tuple[TrialTracker, FakeTrial, Any]:
+    """A final run's trial played through its three tasks and its closing result; the tracker, the trial
+    and its MLflow run."""
     tracker = TrialTracker(uri, "study", "final", "key1", log_models=False)
     tracker.setup()
     trial = FakeTrial("seed1", {"arm": "tuned", "seed": 1})
     _play(tracker, trial, [99.0, 97.0, 95.0], end="none")
-    closing = {**_result(3, 95.0), "mask_density": 0.4, "elapsed_s": 12.0, "models_saved": True,
-               "end_metrics": ["average_accuracy", "elapsed_s", "mask_density", OBJECTIVE]}
-    tracker.on_trial_result(0, [], trial, closing)
+    trial.last_result = {**_result(3, 95.0), "mask_density": 0.4, "elapsed_s": 12.0, "models_saved": True,
+                         "end_metrics": ["average_accuracy", "elapsed_s", "mask_density", OBJECTIVE]}
+    tracker.on_trial_result(0, [], trial, trial.last_result)
     run = MlflowClient(uri).search_runs([tracker._experiment_id],
                                         filter_string="tags.`hypermask.trial_id` = 'seed1'")[0]
+    return tracker, trial, run
+
+
+def test_a_final_run_carries_every_end_of_run_metric(tmp_path: Path) -> None:
+    _, _, run = _final_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run.data.metrics["mask_density"] == 0.4 and run.data.metrics["elapsed_s"] == 12.0
     assert run.data.metrics[OBJECTIVE] == 95.0
 
 
 def test_a_trial_that_ended_before_a_restore_keeps_its_record_when_it_reports_its_end_again(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = TrialTracker(uri, "study", "final", "key1", log_models=False)
-    tracker.setup()
-    trial = FakeTrial("seed1", {"arm": "tuned", "seed": 1})
-    _play(tracker, trial, [99.0, 97.0, 95.0], end="none")
-    closing = {**_result(3, 95.0), "mask_density": 0.4, "models_saved": True,
-               "end_metrics": ["average_accuracy", "mask_density", OBJECTIVE]}
-    tracker.on_trial_result(0, [], trial, closing)
-    trial.last_result = closing
+    tracker, trial, run = _final_run(uri)
     tracker.on_trial_complete(0, [], trial)
     client = MlflowClient(uri)
-    before = client.search_runs([tracker._experiment_id], filter_string="tags.`hypermask.trial_id` = 'seed1'")[0]
-    history = {k: client.get_metric_history(before.info.run_id, k) for k in before.data.metrics}
+    before = client.get_run(run.info.run_id)
+    history = {k: client.get_metric_history(run.info.run_id, k) for k in before.data.metrics}
 
     restored = TrialTracker(uri, "study", "final", "key1", log_models=False)  # the study restored, trial rerun
     restored.setup()
     restored.on_trial_start(0, [], trial)
-    trial.last_result = {**closing, REPLAYED: True}
+    trial.last_result = {**trial.last_result, REPLAYED: True}
     restored.on_trial_result(0, [], trial, trial.last_result)
     restored.on_trial_complete(0, [], trial)
-    after = client.get_run(before.info.run_id)
+    after = client.get_run(run.info.run_id)
     assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)
-    assert {k: client.get_metric_history(after.info.run_id, k) for k in after.data.metrics} == history
+    assert {k: client.get_metric_history(run.info.run_id, k) for k in after.data.metrics} == history
 
 
 @dataclass
