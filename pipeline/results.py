@@ -79,6 +79,12 @@ def diverged_result(last: Mapping[str, Any] | None, message: str) -> dict[str, A
     return {**base, "completed": False, "diverged": True, "error_message": message}
 
 
+def last_line(error: Any) -> str:
+    """The last line of an error's text (where Python puts the exception itself), at most 300 characters;
+    "" for none."""
+    return (str(error or "").strip().splitlines() or [""])[-1][:300]
+
+
 def outcome(result: Mapping[str, Any] | None, error: bool = False) -> str:
     """completed (reached the last task), pruned (stopped early by ASHA), diverged, or failed (crashed)."""
     if error:

@@ -18,7 +18,7 @@ from pipeline.keys import runtime_identity, stage_key
 from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.placement import TrialPlan
-from pipeline.results import NODE, SUMMARY_METRICS, TASK_METRICS, TIME_ATTR, outcome, session_lists
+from pipeline.results import NODE, SUMMARY_METRICS, TASK_METRICS, TIME_ATTR, last_line, outcome, session_lists
 from pipeline.storage import (CheckpointCleaner, TrialEndWriter, drop_trial_ends, experiment_location,
                               remove_superseded)
 from pipeline.studies import Study
@@ -197,7 +197,7 @@ def _nodes(result: Any) -> list[list]:
 def _record(result: Any, runs: dict[str, str], metric: str) -> TrialRecord:
     metrics = dict(result.metrics or {})
     trial_id = str(metrics.get("trial_id", ""))
-    error = "" if result.error is None else (str(result.error).strip().splitlines() or [""])[-1][:300]
+    error = last_line(result.error)
     return TrialRecord(
         trial_id=trial_id,
         config=dict(result.config or {}),

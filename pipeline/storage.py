@@ -16,6 +16,7 @@ selects and records is what it had before the kill. The files go once Tune's sta
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -23,13 +24,13 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import pyarrow.fs as pafs
 from ray import tune
 from ray.tune import result as tune_keys
 
-from pipeline.results import REPLAYED
+from pipeline.results import REPLAYED, last_line
 
 STATE_DIR = "state"
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders in a trial's folder
@@ -56,6 +57,14 @@ def _exists(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def _write_whole(fs: pafs.FileSystem, target: str, source: BinaryIO) -> None:
+    """Write ``source`` to ``target`` on ``fs`` under a temporary name, then move it in place: a kill never
+    leaves half a file there."""
+    with fs.open_output_stream(target + PART) as out:
+        shutil.copyfileobj(source, out, 1 << 22)
+    fs.move(target + PART, target)
+
+
 def _remove(fs: pafs.FileSystem, path: str) -> None:
     """Delete the folder ``path`` on ``fs`` if it is there."""
     if _exists(fs, path):
@@ -79,10 +88,8 @@ class TrialState:
             return
         self.fs.create_dir(self.remote, recursive=True)
         for file in sorted(p for p in self.folder.iterdir() if p.is_file() and p.suffix != PART):
-            target = f"{self.remote}/{file.name}"
-            with file.open("rb") as source, self.fs.open_output_stream(target + PART) as out:
-                shutil.copyfileobj(source, out, 1 << 22)
-            self.fs.move(target + PART, target)
+            with file.open("rb") as source:
+                _write_whole(self.fs, f"{self.remote}/{file.name}", source)
 
 
 def experiment_location(storage: str, name: str) -> str:
@@ -90,9 +97,13 @@ def experiment_location(storage: str, name: str) -> str:
     return f"{storage.rstrip('/')}/{name}"
 
 
+def _in_trial(experiment: str, trial_dir: str, name: str) -> str:
+    return f"{experiment.rstrip('/')}/{trial_dir}/{name}"
+
+
 def state_location(experiment: str, trial_dir: str) -> str:
     """Where the task checkpoints of the trial in folder ``trial_dir`` of ``experiment`` are kept."""
-    return f"{experiment.rstrip('/')}/{trial_dir}/{STATE_DIR}"
+    return _in_trial(experiment, trial_dir, STATE_DIR)
 
 
 @contextmanager
@@ -133,7 +144,7 @@ def _json_value(value: Any) -> Any:
 
 def trial_end_location(experiment: str, trial_dir: str) -> str:
     """Where the trial in folder ``trial_dir`` of ``experiment`` keeps its ``ended.json``."""
-    return f"{experiment.rstrip('/')}/{trial_dir}/{END_FILE}"
+    return _in_trial(experiment, trial_dir, END_FILE)
 
 
 def write_trial_end(fs: pafs.FileSystem, trial_path: str, result: dict[str, Any], error: str = "") -> None:
@@ -142,10 +153,7 @@ def write_trial_end(fs: pafs.FileSystem, trial_path: str, result: dict[str, Any]
     kept = {k: v for k, v in result.items() if k not in TUNE_KEYS and k != REPLAYED}
     text = json.dumps({"result": kept, "error": error}, default=_json_value).encode()
     fs.create_dir(trial_path, recursive=True)
-    target = f"{trial_path}/{END_FILE}"
-    with fs.open_output_stream(target + PART) as out:
-        out.write(text)
-    fs.move(target + PART, target)
+    _write_whole(fs, f"{trial_path}/{END_FILE}", io.BytesIO(text))
 
 
 def read_trial_end(location: str) -> TrialEnd | None:
@@ -192,7 +200,7 @@ def _error_line(trial: Any) -> str:
         error = trial.get_pickled_error()
     except Exception:  # noqa: BLE001 - the error file may be unreadable; the trial failed all the same
         error = None
-    return (str(error or "").strip().splitlines() or ["the trial failed"])[-1][:300]
+    return last_line(error) or "the trial failed"
 
 
 class CheckpointCleaner(tune.Callback):
