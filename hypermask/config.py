@@ -13,9 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from hypermask.registry import BENCHMARKS, UnknownName, benchmark_spec, resolve
+from hypermask.registry import BENCHMARKS, METHODS, UnknownName, benchmark_spec, resolve
 
-METHODS = ("hypermask", "hnet", "finetune", "nomask")
 TARGETS = ("mlp", "resnet20", "zenkenet")
 MODEL_SELECTIONS = ("last", "best_val")
 NORMALIZATIONS = ("imagenet", "cifar100")

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from hypermask.config import Config, ConfigError
-from hypermask.registry import benchmark_spec, dataset_spec
+from hypermask.registry import MethodSizes, benchmark_spec, dataset_spec, method_spec, resolve
 
 GIB = 1024**3
 FLOAT = 4  # bytes per float32
@@ -43,12 +43,15 @@ def _target(cfg: Config):
     return build_target(cfg.target, shape, classes, cfg.target_hidden), shape, classes
 
 
+def method_sizes(cfg: Config, target=None) -> MethodSizes:
+    """What the configured method adds to its target network, as the method itself states it."""
+    target = target if target is not None else _target(cfg)[0]
+    return resolve(method_spec(cfg.method).sizes)(cfg, target)
+
+
 def hypernetwork_output_size(cfg: Config) -> int:
     """Numbers the hypernetwork emits per task (0 for methods without one)."""
-    target, _, _ = _target(cfg)
-    if cfg.method == "hypermask":
-        return target.num_params(masked_only=True)
-    return target.num_params() if cfg.method == "hnet" else 0
+    return method_sizes(cfg).hypernetwork_output
 
 
 def check_structure(cfg: Config) -> None:
@@ -79,7 +82,8 @@ def estimate(cfg: Config) -> Footprint:
     """Estimated peak memory of training ``cfg`` (see the module's docstring for what is counted)."""
     target, shape, classes = _target(cfg)
     tasks = cfg.tasks
-    output = hypernetwork_output_size(cfg)
+    sizes = method_sizes(cfg, target)
+    output = sizes.hypernetwork_output
     # parameters: hypernetwork, task embeddings, shared target weights
     params = 0
     scalars = 0  # per-step and evaluation tensors besides the parameters
@@ -96,10 +100,10 @@ def estimate(cfg: Config) -> Footprint:
         params += tasks * cfg.embedding_size
         scalars += 6 * output  # current output, mask, masked weights and their gradients
         scalars += 3 * tasks * output  # regulariser targets; evaluation's outputs and weights of all tasks
-    if cfg.method != "hnet":
-        params += target.num_params()
+    params += sizes.trained_target
     copies = 4 + (1 if not cfg.iteration_based and cfg.model_selection == "best_val" else 0)
     scalars += copies * params  # value, gradient, two Adam moments (and the best-validation copy)
+    scalars += tasks * sizes.stored_per_task
     if cfg.target == "mlp":
         per_sample = math.prod(shape) + sum(cfg.target_hidden) + classes
         widest = max([math.prod(shape), *cfg.target_hidden])

@@ -1,10 +1,12 @@
-"""Registered datasets and benchmarks: one entry each, looked up by name.
+"""Registered datasets, benchmarks and methods: one entry each, looked up by name.
 
 A **dataset** is files with checksums and a way to read them; a **benchmark** (or protocol) is how a
-dataset becomes tasks or sessions, with its published settings. Both are plain specs registered under
-their name, so a new dataset and its benchmarks live in one data module that calls
-:func:`register_dataset` and :func:`register_benchmark`; methods, the training loop and the command line
-read the registries. Nothing here imports torch: settings are resolved without it, and code-valued
+dataset becomes tasks or sessions, with its published settings; a **method** is how a task's weights are
+formed, with its own published settings and sizes. All are plain specs registered under their name, so a
+new dataset and its benchmarks live in one data module that calls :func:`register_dataset` and
+:func:`register_benchmark`, and a new method in one package under ``hypermask/methods/`` whose
+``__init__`` calls :func:`register_method`; settings, the training loop, the memory estimate and the
+command line read the registries. Nothing here imports torch: settings are resolved without it, and code-valued
 fields may be given as ``"module:attribute"`` references that load on first use.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import pkgutil
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, TypeVar
@@ -21,8 +24,10 @@ if TYPE_CHECKING:
 
     from hypermask.config import Config
 
-# The data modules that register the built-in datasets and benchmarks (imported on first look-up).
+# The data modules that register the built-in datasets and benchmarks (imported on first look-up); every
+# package under hypermask/methods/ registers a method the same way.
 BUILTIN_MODULES = ("hypermask.data.mnist", "hypermask.data.cifar100")
+METHOD_PACKAGE = "hypermask.methods"
 
 
 class UnknownName(ValueError):
@@ -65,10 +70,11 @@ Settings = Mapping[str, Any]
 class BenchmarkSpec:
     """A benchmark or protocol: a task stream built from a dataset, and its published settings.
 
-    ``build(cfg, arrays)`` returns the :class:`hypermask.data.streams.TaskStream`. Settings are layered
-    ``defaults`` <- ``method_defaults[method]`` <- ``target_defaults[target]`` <-
-    ``method_target_defaults[(method, target)]`` <- the user's. ``outputs`` is the size of the shared
-    output layer; ``task_share`` the largest share of the dataset's samples one task holds (memory
+    ``build(cfg, arrays)`` returns the :class:`hypermask.data.streams.TaskStream`. ``defaults`` are the
+    published settings (HyperMask's), ``target_defaults[target]`` what differs for another target network;
+    a method's own published settings live with the method (:class:`MethodSpec`), looked up under
+    ``settings_like`` (a benchmark whose published method settings this one shares) or the benchmark's
+    own name. ``outputs`` is the size of the shared output layer; ``task_share`` the largest share of the dataset's samples one task holds (memory
     estimate); ``check(cfg)`` refuses settings the protocol cannot run (ConfigError) before any compute.
     """
 
@@ -81,23 +87,57 @@ class BenchmarkSpec:
     defaults: Settings
     max_tasks: int
     task_share: float
-    method_defaults: Mapping[str, Settings] = field(default_factory=dict)
     target_defaults: Mapping[str, Settings] = field(default_factory=dict)
-    method_target_defaults: Mapping[tuple[str, str], Settings] = field(default_factory=dict)
     check: Callable[["Config"], None] | str | None = None
     shots_cap_every_task: bool = True  # False where a base session keeps all its images (memory estimate)
+    settings_like: str | None = None  # methods' published settings are those of this benchmark
 
     def settings(self, method: str, target: str | None) -> dict[str, Any]:
-        """Published settings for ``method`` (and ``target``, else the benchmark's default target)."""
+        """Published settings for ``method`` (and ``target``, else the benchmark's default target):
+        ``defaults`` <- the method's for this benchmark <- ``target_defaults[target]`` <- the method's for
+        this benchmark and target."""
+        spec = method_spec(method)
+        benchmark = self.settings_like or self.name
         values = dict(self.defaults)
-        values.update(self.method_defaults.get(method, {}))
+        values.update(spec.benchmark_defaults.get(benchmark, {}))
         target = target or values["target"]
         values.update(self.target_defaults.get(target, {}))
-        values.update(self.method_target_defaults.get((method, target), {}))
+        values.update(spec.target_defaults.get((benchmark, target), {}))
         return copy.deepcopy(values)
 
 
-T = TypeVar("T", DatasetSpec, BenchmarkSpec)
+@dataclass(frozen=True)
+class MethodSizes:
+    """What a method adds to the target network, in numbers per run (the memory estimate's input).
+
+    ``hypernetwork_output``: numbers its hypernetwork emits per task (0: no hypernetwork);
+    ``trained_target``: target weights it trains as parameters (with gradients and Adam moments);
+    ``stored_per_task``: numbers it keeps for every task besides (e.g. binary masks).
+    """
+
+    hypernetwork_output: int = 0
+    trained_target: int = 0
+    stored_per_task: int = 0
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A continual-learning method: its implementation, its own published settings and its sizes.
+
+    ``build(cfg, target, num_tasks)`` returns the :class:`hypermask.methods.base.ContinualMethod`;
+    ``benchmark_defaults[benchmark]`` and ``target_defaults[(benchmark, target)]`` are the method's
+    published settings laid over the benchmark's (:meth:`BenchmarkSpec.settings`); ``sizes(cfg, target)``
+    gives its :class:`MethodSizes` for a target network (``target.num_params(masked_only=...)``).
+    """
+
+    name: str
+    build: Callable | str
+    sizes: Callable[["Config", Any], MethodSizes] | str
+    benchmark_defaults: Mapping[str, Settings] = field(default_factory=dict)
+    target_defaults: Mapping[tuple[str, str], Settings] = field(default_factory=dict)
+
+
+T = TypeVar("T", DatasetSpec, BenchmarkSpec, MethodSpec)
 
 
 class Registry(Generic[T]):
@@ -143,20 +183,29 @@ class Registry(Generic[T]):
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark")
+METHODS: Registry[MethodSpec] = Registry("method")
 _loaded = False
 _load_lock = threading.RLock()
 
 
 def _load_builtins() -> None:
-    """Import the built-in datasets and benchmarks once; threads asking meanwhile wait until all are registered."""
+    """Import the built-in datasets, benchmarks and methods once; threads asking meanwhile wait until all
+    are registered."""
     global _loaded
     if _loaded:
         return
     with _load_lock:  # reentrant, so a built-in module that looked a name up while loading could not deadlock
         if not _loaded:
-            for module in BUILTIN_MODULES:
+            for module in (*BUILTIN_MODULES, *_method_packages()):
                 importlib.import_module(module)
             _loaded = True
+
+
+def _method_packages() -> list[str]:
+    """Every package under ``hypermask/methods/`` (each registers one method; imported without torch)."""
+    package = importlib.import_module(METHOD_PACKAGE)
+    return sorted(f"{METHOD_PACKAGE}.{info.name}" for info in pkgutil.iter_modules(package.__path__)
+                  if info.ispkg)
 
 
 def register_dataset(spec: DatasetSpec, replace: bool = False) -> DatasetSpec:
@@ -169,6 +218,11 @@ def register_benchmark(spec: BenchmarkSpec, replace: bool = False) -> BenchmarkS
     return BENCHMARKS.register(spec, replace)
 
 
+def register_method(spec: MethodSpec, replace: bool = False) -> MethodSpec:
+    """Make ``spec`` known by its name to settings, training, the memory estimate and the command line."""
+    return METHODS.register(spec, replace)
+
+
 def dataset_spec(name: str) -> DatasetSpec:
     """The registered dataset ``name`` (:class:`UnknownName` if none)."""
     return DATASETS.get(name)
@@ -177,3 +231,8 @@ def dataset_spec(name: str) -> DatasetSpec:
 def benchmark_spec(name: str) -> BenchmarkSpec:
     """The registered benchmark ``name`` (:class:`UnknownName` if none)."""
     return BENCHMARKS.get(name)
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The registered method ``name`` (:class:`UnknownName` if none)."""
+    return METHODS.get(name)

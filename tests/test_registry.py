@@ -129,3 +129,43 @@ def test_threads_asking_at_once_all_find_the_builtins() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "['mnist']"
+
+
+def test_a_registered_method_is_known_to_settings_the_memory_estimate_and_training(tmp_path) -> None:
+    """A method is one spec: its published settings, its sizes and its implementation, nowhere else."""
+    from hypermask.footprint import estimate, method_sizes
+    from hypermask.methods import Finetune, build_method
+    from hypermask.nets import build_target
+    from hypermask.registry import METHODS, MethodSizes, MethodSpec, register_method
+
+    class Scaled(Finetune):
+        name = "scaled"
+
+    register_method(MethodSpec(
+        name="scaled", build=Scaled, sizes=lambda cfg, target: MethodSizes(
+            trained_target=target.num_params(), stored_per_task=7 * target.num_params()),
+        benchmark_defaults={"split_mnist": {"lr": 0.05}}))
+    try:
+        cfg = resolve_config("split_mnist", method="scaled")
+        assert cfg.lr == 0.05 and resolve_config("permuted_mnist", method="scaled").lr == 1e-3
+        assert resolve_config("split_mnist", method="hypermask").lr == 1e-3
+        target = build_target(cfg.target, (1, 28, 28), 2, cfg.target_hidden)
+        assert method_sizes(cfg, target).stored_per_task == 7 * target.num_params()
+        finetune = resolve_config("split_mnist", method="finetune", overrides={"lr": 0.05})
+        assert estimate(cfg).model - estimate(finetune).model == 4 * cfg.tasks * 7 * target.num_params()
+        assert type(build_method(cfg, target, cfg.tasks)) is Scaled
+    finally:
+        METHODS.unregister("scaled")
+    with pytest.raises(ConfigError, match="unknown method 'scaled'"):
+        resolve_config("split_mnist", method="scaled")
+
+
+def test_settings_resolve_without_torch() -> None:
+    """Benchmarks and methods register without importing torch (stages decide what to do before loading it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from hypermask.config import resolve_config; "
+            "[resolve_config(b, method=m) for b in ('split_mnist', 'fscil_cifar100') for m in ('hnet', 'hypermask')]; "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -23,13 +23,8 @@ register_dataset(DatasetSpec(
     load=load, download=download, image_shape=(28, 28), classes=10, train_size=60_000, test_size=10_000,
     train_per_class=5421))
 
-# Published configurations (../design: HyperMask paper, table of hyperparameters), and HNET's own
-# (von Oswald et al., ICLR 2020) laid over them: the defaults of the authors' code,
-# github.com/chrhenning/hypercl at e32567889f77 (task-incremental classifier hypernetwork; "temb_size" is
-# the task embedding, "emb_size" the chunk embedding). The benchmark's data protocol (validation split, task
-# order and permutations) is kept. Not reproduced, as the library has no such option: Split MNIST's
-# hypernetwork uses ReLU (ours: ELU); the authors initialise hypernetwork weights Xavier-uniform with zero
-# biases (ours: PyTorch default) and use the look-ahead regulariser.
+# Published configurations (../design: HyperMask paper, table of hyperparameters). A method's own published
+# configuration (HNET's) lives with the method (hypermask/methods/<name>/__init__.py).
 register_benchmark(BenchmarkSpec(
     name="permuted_mnist", dataset="mnist", build="hypermask.data.streams:permuted_mnist",
     input_shape=(1, 32, 32), outputs=10, targets=("mlp",), max_tasks=100, task_share=1.0,
@@ -38,11 +33,6 @@ register_benchmark(BenchmarkSpec(
         embedding_size=24, hnet_hidden=[100, 100], p=0.0, beta=5e-4, lambda_=1e-3,
         masked_l1=True, lr=1e-3, batch_size=128, iterations=5000, epochs=0, augment=False,
         model_selection="last"),
-    # mnist/train_args_default.py:121-147 (_set_default_permuted): lr 1e-4, 5000 iterations, batch
-    # 128, padding 2 (32x32 inputs), temb 24, chunk emb 8, ELU, chunks of 78000, hnet 25,25, beta 0.1.
-    method_defaults={"hnet": dict(
-        embedding_size=24, hnet_hidden=[25, 25], chunk_size=78_000, chunk_embedding_size=8,
-        beta=0.1, lr=1e-4, batch_size=128, iterations=5000)},
 ))
 
 SPLIT_MNIST = dict(
@@ -50,16 +40,11 @@ SPLIT_MNIST = dict(
     embedding_size=128, hnet_hidden=[25, 25], p=30.0, beta=1e-3, lambda_=1e-3,
     masked_l1=True, lr=1e-3, batch_size=128, iterations=2000, epochs=0, augment=True,
     model_selection="last")
-# mnist/train_args_default.py:70-96 (_set_default_split): lr 1e-3, 2000 iterations, batch 128,
-# padding 0, temb 96, chunk emb 96, ReLU, chunks of 42000, hnet 10,10, beta 0.01; no augmentation.
-SPLIT_MNIST_HNET = dict(
-    embedding_size=96, hnet_hidden=[10, 10], chunk_size=42_000, chunk_embedding_size=96,
-    beta=1e-2, lr=1e-3, batch_size=128, iterations=2000, augment=False)
 
 register_benchmark(BenchmarkSpec(
     name="split_mnist", dataset="mnist", build="hypermask.data.streams:split_mnist",
     input_shape=(1, 28, 28), outputs=2, targets=("mlp",), max_tasks=5, task_share=0.2,
-    defaults=SPLIT_MNIST, method_defaults={"hnet": SPLIT_MNIST_HNET},
+    defaults=SPLIT_MNIST,
 ))
 
 # Few-shot class-incremental MNIST: a base session of 5 digits with all their training images, then five
@@ -68,5 +53,5 @@ register_benchmark(BenchmarkSpec(
     name="fscil_mnist", dataset="mnist", build="hypermask.data.streams:fscil_mnist",
     input_shape=(1, 28, 28), outputs=10, targets=("mlp",), max_tasks=10, task_share=0.5,
     defaults={**SPLIT_MNIST, "tasks": 6, "base_classes": 5, "ways": 1, "shots": 5, "validation_size": 500},
-    method_defaults={"hnet": SPLIT_MNIST_HNET}, check="hypermask.data.fscil:check_settings", shots_cap_every_task=False,
+    settings_like="split_mnist", check="hypermask.data.fscil:check_settings", shots_cap_every_task=False,
 ))

@@ -1,35 +1,32 @@
-"""Continual-learning methods sharing one contract (see :class:`ContinualMethod`)."""
+"""Continual-learning methods sharing one contract (see :class:`~hypermask.methods.base.ContinualMethod`).
+
+Each method is a package here: its ``__init__`` registers a :class:`~hypermask.registry.MethodSpec` (its
+published settings and sizes, without importing torch) and its ``method`` module holds the implementation.
+Adding a method adds a package and touches nothing else. The classes and builders below load on first use.
+"""
 
 from __future__ import annotations
 
-from hypermask.config import Config
-from hypermask.methods.base import ContinualMethod
-from hypermask.methods.finetune import Finetune
-from hypermask.methods.hnet import Hnet
-from hypermask.methods.hypermask import HyperMask
-from hypermask.methods.nomask import NoMask
-from hypermask.nets import TargetNetwork, build_target
+import importlib
+from typing import Any
 
-METHOD_CLASSES: dict[str, type[ContinualMethod]] = {
-    "hypermask": HyperMask,
-    "hnet": Hnet,
-    "finetune": Finetune,
-    "nomask": NoMask,
+# Public names served lazily (they import torch): name -> "module:attribute".
+_LAZY = {
+    "ContinualMethod": "hypermask.methods.base:ContinualMethod",
+    "HyperMask": "hypermask.methods.hypermask.method:HyperMask",
+    "Hnet": "hypermask.methods.hnet.method:Hnet",
+    "Finetune": "hypermask.methods.finetune.method:Finetune",
+    "NoMask": "hypermask.methods.nomask.method:NoMask",
+    "build_method": "hypermask.methods.build:build_method",
+    "build_for_stream": "hypermask.methods.build:build_for_stream",
 }
 
 
-def build_method(cfg: Config, target: TargetNetwork, num_tasks: int) -> ContinualMethod:
-    """The method named by ``cfg.method`` around ``target``."""
-    return METHOD_CLASSES[cfg.method](cfg, target, num_tasks)
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attribute = _LAZY[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
-def build_for_stream(cfg: Config, input_shape: tuple[int, ...], classes_per_task: int,
-                     num_tasks: int) -> ContinualMethod:
-    """A fresh method with its target network for a stream of ``num_tasks`` tasks of this input shape and
-    class count (initialised from torch's current random state)."""
-    target = build_target(cfg.target, input_shape, classes_per_task, cfg.target_hidden)
-    return build_method(cfg, target, num_tasks)
-
-
-__all__ = ["ContinualMethod", "HyperMask", "Hnet", "Finetune", "NoMask", "build_method", "build_for_stream",
-           "METHOD_CLASSES"]
+__all__ = list(_LAZY)

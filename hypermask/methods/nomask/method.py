@@ -6,7 +6,7 @@ from torch import Tensor
 
 from hypermask.config import Config
 from hypermask.methods.base import l1_from_snapshot, weight_snapshot
-from hypermask.methods.finetune import Finetune
+from hypermask.methods.finetune.method import Finetune
 from hypermask.nets import TargetNetwork
 
 
