@@ -20,13 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(ROOT))
 
-import ray
-import torch
+import ray  # noqa: E402  (after the path set-up above)
+import torch  # noqa: E402
 
-from bench.whole_run import whole_split_mnist_run
-from hypermask.config import ConfigError, resolve_config
-from hypermask.data import pin_mirror
-from pipeline.cluster import local_ray
+from bench.whole_run import whole_split_mnist_run  # noqa: E402
+from hypermask.config import ConfigError, resolve_config  # noqa: E402
+from hypermask.data import pin_mirror  # noqa: E402
+from pipeline.cluster.session import local_ray  # noqa: E402
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "packing.json"
 

@@ -27,8 +27,7 @@ from bench.measure import add_run_options, in_subprocess, load_average, print_re
 from bench.report import format_table, summarize_rows
 from bench.variants import VARIANTS, build_step, prepare_runtime
 from bench.whole_run import whole_split_mnist_run
-from bench.workloads import (WORKLOADS, Batches, make_batches, make_method, step_sparsity,
-                             workload_config)
+from bench.workloads import WORKLOADS, Batches, make_batches, make_method, step_sparsity, workload_config
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "train_step.json"
 

@@ -7,12 +7,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from hypermask.methods import HyperMask
-from hypermask.runtime import configure_runtime
-from hypermask.optim import make_optimizer
-from hypermask.train import training_step
-
 from bench.reference_step import ReferenceStep, per_task_regulariser, task_output
+from hypermask.methods import HyperMask
+from hypermask.optim import make_optimizer
+from hypermask.runtime import configure_runtime
+from hypermask.train import training_step
 
 VARIANTS = ("fast", "gradient_then_adam", "per_task_regulariser", "reference")
 

@@ -23,7 +23,6 @@ from hypermask.methods import ContinualMethod, build_for_stream
 from hypermask.optim import in_backward_adam, make_optimizer
 from hypermask.runtime import configure_runtime, preflight
 
-
 INPUTS_NAME = "inputs"  # inputs.pt beside the model files
 
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.workspace.graph import COMMANDS, STAGES, study_stage
 
-# Stage -> the module whose ``run(layout, params, study)`` carries it out (imported only when run);
-# ``evaluate`` (a command, not a DVC stage) -> the module whose ``run_command(layout, args)`` does.
-STAGES = {"check": "pipeline.prepare", "prepare": "pipeline.prepare", "tune": "pipeline.tune",
-          "final": "pipeline.final", "sweep": "pipeline.sweep", "report": "pipeline.report",
-          "evaluate": "pipeline.evaluate"}
+
+def _module(command: str) -> Any:
+    """The module that carries ``command`` out: a stage's (its ``run(layout, params, study)``) or a
+    command's (``check``; ``evaluate``, whose ``run_command(layout, args)`` needs no params.yaml), imported
+    only when run."""
+    return importlib.import_module(STAGES[command].module if command in STAGES else COMMANDS[command])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     stages = parser.add_subparsers(dest="stage", required=True)
     stages.add_parser("check", help="validate params.yaml and every study file (no compute)")
     stages.add_parser("prepare", help="check the studies, then make the datasets present and verified")
-    for stage in ("tune", "final", "sweep"):
+    for stage in (name for name in STAGES if study_stage(name)):
         sub = stages.add_parser(stage, help=f"the {stage} stage of one study")
         sub.add_argument("study")
     stages.add_parser("report", help="write reports/report.md and its plots")
@@ -38,30 +41,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    from pipeline.layout import Layout
-    from pipeline.params import load_params
-    from pipeline.skip import skip_unrun
+    from pipeline.spec.params import load_params
+    from pipeline.workspace.layout import Layout
+    from pipeline.workspace.skip import skip_unrun
 
     layout = Layout.at(args.root)
     if args.stage == "evaluate":  # needs no params.yaml: a model carries its configuration
-        importlib.import_module(STAGES[args.stage]).run_command(layout, args)
+        _module(args.stage).run_command(layout, args)
         return
     params = load_params(layout.params_file, args.profile)
     study = getattr(args, "study", None)
     if skip_unrun(layout, params, args.stage, study):
         return
     if study is not None and not args.outputs_to:
-        from pipeline.submit import job_server, submit_stage
+        from pipeline.cluster.submit import job_server, submit_stage
 
         server = job_server(params)
         if server:  # RAY_ADDRESS names a job server: the stage runs as a Ray job, its outputs come back here
             submit_stage(layout, params, args.stage, study, server)
             return
-    module = importlib.import_module(STAGES[args.stage])
+    module = _module(args.stage)
     runner = module.check if args.stage == "check" else module.run
     runner(layout, params, study)
     if args.outputs_to:
-        from pipeline.submit import publish_outputs
+        from pipeline.cluster.submit import publish_outputs
 
         publish_outputs(layout, args.stage, study, args.outputs_to)
 

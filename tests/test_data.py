@@ -7,13 +7,12 @@ import shutil
 import pytest
 import torch
 
+from conftest import small_config
 from hypermask.config import resolve_config
 from hypermask.data import DataError, ImageArrays, build_stream, locate_dataset, prepare_dataset, verify_dataset
 from hypermask.data.preprocess import random_crop
 from hypermask.nets import ResNet20, ZenkeNet
 from hypermask.train import train_continual
-
-from conftest import small_config
 
 
 def test_split_mnist_tasks_have_two_reindexed_classes(mnist) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from conftest import small_config
 from hypermask.data import build_stream
 from hypermask.evaluation import task_inference
 from hypermask.train import train_continual
-
-from conftest import small_config
 
 
 def test_every_task_reports_validation_and_test_scores(mnist) -> None:

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from bench.reference_step import LossTerms, ReferenceStep
+from conftest import small_config
 from hypermask.methods import HyperMask
 from hypermask.nets import MLP
 from hypermask.optim import make_optimizer
 from hypermask.train import training_step
-
-from conftest import small_config
 
 TASK = 3
 # (sparsity p, masked L1): thresholded masks, p = 0 (no percentile), plain L1.

@@ -130,11 +130,10 @@ def test_runtime_settings_are_recorded_as_actually_used() -> None:
 
 
 def test_resume_under_another_thread_count_is_refused(mnist, tmp_path) -> None:
+    from conftest import small_config
     from hypermask.checkpoint import CheckpointError
     from hypermask.data import build_stream
     from hypermask.train import train_continual
-
-    from conftest import small_config
 
     cfg = small_config(tasks=1, iterations=5, train_subset=100, threads=0)
     result = train_continual(cfg, checkpoint_dir=tmp_path, stream=build_stream(cfg, mnist))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import small_config
 from hypermask.masks import layer_masks, percentile_threshold, ramped_sparsity, semi_binary_mask
 from hypermask.methods import HyperMask
 from hypermask.nets import MLP, split_flat
-
-from conftest import small_config
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 400, 10_001])

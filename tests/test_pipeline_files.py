@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.imports import import_closure
-from pipeline.keys import STAGE_MODULES
-from pipeline.layout import Layout
-from pipeline.params import load_params
-from pipeline.prepare import plan
-from pipeline.studies import load_study
+from import_closure import import_closure
+from pipeline.spec.params import load_params
+from pipeline.spec.studies import load_study
+from pipeline.stages.prepare import plan
+from pipeline.workspace.graph import STAGES, code_files
+from pipeline.workspace.keys import code_digest
+from pipeline.workspace.layout import Layout
 from pipeline_fixtures import REPO, copy_project
 
 
@@ -52,13 +53,26 @@ def test_every_plot_is_declared_once() -> None:
     assert declared == ["reports/plots"]
 
 
-@pytest.mark.parametrize("stage", list(STAGE_MODULES))
-def test_each_stage_depends_on_every_module_it_imports(stage: str) -> None:
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_each_stage_depends_on_its_code_in_the_stage_table_and_that_covers_what_it_imports(stage: str) -> None:
     body = _stages()[stage]
     deps = body.get("do", body)["deps"]
-    closure, uses_library = import_closure(REPO, STAGE_MODULES[stage])
-    assert sorted(d for d in deps if str(d).startswith("pipeline/")) == closure
-    assert ("hypermask" in deps) == uses_library
+    code = STAGES[stage].code
+    assert [d for d in deps if str(d).startswith(("pipeline", "hypermask"))] == list(code)  # dvc.yaml = the table
+    closure, uses_library = import_closure(REPO, ["pipeline.__main__", STAGES[stage].module])
+    assert uses_library and "hypermask" in code
+    assert set(closure) <= set(code_files(REPO, stage)), set(closure) - set(code_files(REPO, stage))
+
+
+def test_figures_and_report_text_are_the_report_stage_code_only(tmp_path: Path) -> None:
+    """Editing pipeline/analysis changes the key of no stage but the report (a plot's colour re-runs no search)."""
+    root = copy_project(tmp_path / "project")
+    before = {stage: code_digest(root, stage) for stage in STAGES}
+    plots = root / "pipeline" / "analysis" / "plots.py"
+    plots.write_text(plots.read_text() + "\n# another colour\n")
+    after = {stage: code_digest(root, stage) for stage in STAGES}
+    assert [s for s in STAGES if after[s] != before[s]] == ["report"]
+    assert all("pipeline/analysis/" not in f for s in STAGES if s != "report" for f in code_files(root, s))
 
 
 def test_a_study_override_changes_that_study_plan_only(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import optuna
 import yaml
 
-from pipeline.journal import journal_path, load_rows, open_storage, release_stale_lock
-from pipeline.params import parse_params
-from pipeline.search import build_searcher
-from pipeline.studies import parse_study
+from pipeline.spec.params import parse_params
+from pipeline.spec.studies import parse_study
+from pipeline.tuning.journal import journal_path, load_rows, open_storage, release_stale_lock
+from pipeline.tuning.search import build_searcher
 from pipeline_fixtures import REPO, TINY_STUDY
 
 RESULT = {"task": 2, "val_average_accuracy": 90.0, "completed": True, "diverged": False}

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.keys import stage_key, study_identity
-from pipeline.layout import Layout
-from pipeline.params import load_params
-from pipeline.studies import load_study
+from pipeline.spec.params import load_params
+from pipeline.spec.studies import load_study
+from pipeline.workspace.keys import stage_key, study_identity
+from pipeline.workspace.layout import Layout
 from pipeline_fixtures import copy_project, only_studies, tool_env, write_study
 
 RUNTIME = {"threads": 1, "device": "cpu", "data_root": "/data", "progress": False}
@@ -58,7 +58,7 @@ def test_an_edited_mask_module_changes_the_key(root: Path) -> None:
 
 def test_an_edited_pipeline_module_of_the_stage_changes_the_key(root: Path) -> None:
     before = _key(root)
-    with (root / "pipeline" / "trainable.py").open("a") as handle:
+    with (root / "pipeline" / "tuning" / "trainable.py").open("a") as handle:
         handle.write("\n# edited\n")
     assert _key(root) != before
 

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.final import best_final_run, final_study
-from pipeline.layout import Layout
-from pipeline.params import load_params
-from pipeline.results import COMPLETED, FAILED
-from pipeline.runner import TrialRecord
-from pipeline.tune import tune_study
+from pipeline.spec.params import load_params
+from pipeline.stages.final import best_final_run, final_study
+from pipeline.stages.tune import tune_study
+from pipeline.workspace.layout import Layout
+from pipeline.workspace.results import COMPLETED, FAILED, TrialRecord
 from pipeline_fixtures import REPO, TINY_STUDY, copy_project, only_studies, runs_by_parent, tool_env, write_study
 
 # Run in a fresh process from another folder: labels of every task's test images through the pyfunc model
@@ -41,7 +40,7 @@ print(json.dumps({"row": row, "columns": list(inferred.columns), "task_inference
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from pipeline.cluster import local_ray as started
+    from pipeline.cluster.session import local_ray as started
 
     with started(num_cpus=2):  # its temporary folder is removed with it
         yield

@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from hypermask.data import verify_dataset
-from pipeline.outputs import write_json
-from pipeline.layout import Layout
+from pipeline.workspace.layout import Layout
+from pipeline.workspace.outputs import write_json
 from pipeline_fixtures import copy_project, only_studies, runs_by_parent, tool_env, write_study
 from test_pipeline_cluster import _free_port, _processes_using, _wait_for_dashboard, reap, stop_process_group
 

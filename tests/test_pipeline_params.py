@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from pipeline.errors import PipelineError
-from pipeline.layout import Layout
-from pipeline.params import ResourceRequest, load_params, parse_params
-from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED, outcome
-from pipeline.search import ContinualOptunaSearch, build_scheduler
-from pipeline.studies import load_study, parse_study
-from pipeline.tune import tune_study
+from pipeline.spec.params import ResourceRequest, load_params, parse_params
+from pipeline.spec.studies import load_study, parse_study
+from pipeline.stages.tune import tune_study
+from pipeline.tuning.search import ContinualOptunaSearch, build_scheduler, distribution
+from pipeline.workspace.layout import Layout
+from pipeline.workspace.results import COMPLETED, DIVERGED, FAILED, PRUNED, outcome
 from pipeline_fixtures import REPO, TINY_STUDY, copy_project
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -62,7 +62,7 @@ def test_shipped_params_and_studies_are_valid_in_every_profile() -> None:
 
 
 def test_reproduce_profile_trains_the_published_split_mnist_runs_without_search() -> None:
-    from pipeline.compare import comparable
+    from pipeline.analysis.compare import comparable
 
     layout = Layout.at(REPO)
     params = load_params(layout.params_file, "reproduce")
@@ -180,7 +180,7 @@ def test_asha_rungs_are_task_boundaries_and_optuna_never_ranks_unfinished_trials
     params = parse_params(PARAMS, "test")
     scheduler = build_scheduler(study, params)
     assert scheduler._time_attr == "task" and scheduler._max_t == study.tasks == 2
-    searcher = ContinualOptunaSearch(space={k: d.distribution() for k, d in study.space.items()},
+    searcher = ContinualOptunaSearch(space={k: distribution(d) for k, d in study.space.items()},
                                      metric="average_accuracy", mode="max",
                                      sampler=optuna.samplers.TPESampler(seed=0))
     results = {

@@ -8,13 +8,13 @@ from typing import Iterator
 import pytest
 import ray
 
-from pipeline.cluster import plan_resources, runtime_settings
+from pipeline.cluster.placement import TrialPlan, check_satisfiable, plan_trials
+from pipeline.cluster.session import plan_resources, runtime_settings
 from pipeline.errors import PipelineError
-from pipeline.keys import runtime_identity, stage_key
-from pipeline.params import ResourceRequest
-from pipeline.placement import TrialPlan, check_satisfiable, plan_trials
-from pipeline.runner import Experiment, trial_trainable
-from pipeline.studies import parse_study
+from pipeline.spec.params import ResourceRequest
+from pipeline.spec.studies import parse_study
+from pipeline.tuning.runner import Experiment, trial_trainable
+from pipeline.workspace.keys import runtime_identity, stage_key
 from pipeline_fixtures import TINY_STUDY
 
 AUTO = ResourceRequest()
@@ -106,7 +106,7 @@ def test_fixed_concurrency_is_validated_and_kept() -> None:
 def fake_gpus() -> Iterator[None]:
     """A local Ray with 4 CPUs and 2 logical GPUs of type A100 (nothing touches CUDA)."""
     assert not ray.is_initialized()
-    from pipeline.cluster import local_ray
+    from pipeline.cluster.session import local_ray
 
     with local_ray(num_cpus=4, num_gpus=2, resources={A100: 1}, object_store_memory=80 * 1024**2):
         yield
@@ -142,9 +142,9 @@ def test_an_impossible_request_on_fake_gpus_fails_before_any_trial(fake_gpus, ca
 def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
     import yaml
 
-    from pipeline.layout import Layout
-    from pipeline.params import parse_params
-    from pipeline.runner import _tuner
+    from pipeline.spec.params import parse_params
+    from pipeline.tuning.runner import _tuner
+    from pipeline.workspace.layout import Layout
     from pipeline_fixtures import REPO
 
     params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()))

@@ -8,23 +8,24 @@ from pathlib import Path
 
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
 import yaml
+from mlflow.tracking import MlflowClient
 
 from hypermask.config import resolve_config
-from pipeline.compare import NOT_COMPARABLE, comparable, paired, reductions, verdict
-from pipeline.final import stage_outputs
-from pipeline.importance import analyse
-from pipeline.journal import trial_rows
-from pipeline.layout import Layout
-from pipeline.outputs import no_search, write_json
-from pipeline.params import load_params
-from pipeline.publish import EXPERIMENT
-from pipeline.report import run as report_stage
-from pipeline.report import write_report
-from pipeline.results import COMPLETED
-from pipeline.runner import TrialRecord
-from pipeline.studies import load_study, parse_study
+from pipeline.analysis.compare import NOT_COMPARABLE, comparable, reductions, verdict
+from pipeline.analysis.importance import analyse
+from pipeline.spec.params import load_params
+from pipeline.spec.studies import load_study, parse_study
+from pipeline.stages.final import metrics_and_runs
+from pipeline.stages.report import run as report_stage
+from pipeline.stages.report import write_report
+from pipeline.tracking.publish import EXPERIMENT
+from pipeline.tuning.journal import trial_rows
+from pipeline.tuning.search import distribution
+from pipeline.workspace.layout import Layout
+from pipeline.workspace.outputs import no_search, write_json
+from pipeline.workspace.results import COMPLETED, TrialRecord
+from pipeline.workspace.summaries import paired
 from pipeline_fixtures import copy_project, write_study
 
 SPACE = {"beta": {"loguniform": [1.0e-4, 1.0e-1]}, "lr": {"choice": [1.0e-3, 3.0e-3]}}
@@ -76,7 +77,7 @@ def _optuna_table(study, finished: int) -> dict:
     """An Optuna trial table as the tune stage copies it: ``finished`` complete trials whose objective
     follows beta alone (lr changes nothing), one pruned trial."""
     made = optuna.create_study(direction="maximize")
-    distributions = {k: study.space[k].distribution() for k in ("beta", "lr")}
+    distributions = {k: distribution(study.space[k]) for k in ("beta", "lr")}
     for i in range(finished):
         beta, lr = 1.0e-4 * 10 ** (3 * i / max(finished - 1, 1)), [1.0e-3, 3.0e-3][i % 2]
         made.add_trial(optuna.trial.create_trial(params={"beta": beta, "lr": lr}, distributions=distributions,
@@ -103,7 +104,7 @@ def _write_outputs(layout: Layout, name: str, scores: dict[str, dict[int, float]
     else:
         tuned, arms = no_search(name, params.profile.name), {"published": {}}
     records = [_record(arm, seed, acc) for arm, by_seed in scores.items() for seed, acc in by_seed.items()]
-    metrics, runs = stage_outputs(name, params, tuned, arms, records, 20.0, False)
+    metrics, runs = metrics_and_runs(name, params, tuned, arms, records, 20.0, False)
     write_json(layout.tune_summary(name), tuned)
     write_json(layout.final_dir(name) / "runs.json", runs)
     write_json(layout.metrics_file(name), metrics)
@@ -203,7 +204,7 @@ def test_a_profile_without_search_reports_the_published_runs_beside_the_paper(tm
 
 
 def test_final_arms_follow_the_tune_summary() -> None:
-    from pipeline.final import arms_of
+    from pipeline.stages.final import arms_of
 
     assert arms_of({"status": "done", "best": {"config": BEST}}) == {"tuned": BEST, "published": {}}
     assert arms_of(no_search("s", "reproduce")) == {"published": {}}
@@ -211,7 +212,7 @@ def test_final_arms_follow_the_tune_summary() -> None:
 
 def test_a_search_that_picks_the_published_configuration_trains_it_once_and_both_arms_share_the_runs(
         tmp_path: Path) -> None:
-    from pipeline.final import trained_arms
+    from pipeline.stages.final import trained_arms
 
     layout = _project(tmp_path, {"reduced": REDUCED})
     params = load_params(layout.params_file)
@@ -224,10 +225,10 @@ def test_a_search_that_picks_the_published_configuration_trains_it_once_and_both
 
     tuned = {"status": "done", "trials": [], "counts": {"completed": 3}, "best": {"config": same, "objective": 98.0}}
     records = [_record("tuned", seed, acc) for seed, acc in {1: 98.0, 2: 98.4, 3: 97.9}.items()]
-    metrics, runs = stage_outputs("reduced", params, tuned, {"tuned": same, "published": {}}, records, 20.0, False,
+    metrics, runs = metrics_and_runs("reduced", params, tuned, {"tuned": same, "published": {}}, records, 20.0, False,
                                   trained=["tuned"])
     assert metrics["published"]["average_accuracy"] == metrics["tuned"]["average_accuracy"]
     assert metrics["difference"]["average_accuracy"]["ties"] == 3 and metrics["shared_runs"] == {"published": "tuned"}
     assert runs["arms"]["published"]["runs_of"] == "tuned" and runs["arms"]["published"]["seeds_finished"] == [1, 2, 3]
     with pytest.raises(Exception, match="no final run of arm published"):
-        stage_outputs("reduced", params, tuned, {"tuned": same, "published": {}}, records, 20.0, False)
+        metrics_and_runs("reduced", params, tuned, {"tuned": same, "published": {}}, records, 20.0, False)

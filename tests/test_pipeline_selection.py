@@ -9,15 +9,14 @@ import pytest
 import yaml
 
 from pipeline.__main__ import main
+from pipeline.analysis.rungs import rung_correlation
 from pipeline.errors import PipelineError
-from pipeline.layout import Layout
-from pipeline.params import load_params
-from pipeline.results import COMPLETED, PRUNED
-from pipeline.rungs import rung_correlation
-from pipeline.runner import TrialRecord
-from pipeline.search import build_scheduler
-from pipeline.studies import OBJECTIVES, load_study, parse_study
-from pipeline.tune import best_trial
+from pipeline.spec.params import load_params
+from pipeline.spec.studies import OBJECTIVES, load_study, parse_study
+from pipeline.stages.tune import best_trial
+from pipeline.tuning.search import build_scheduler
+from pipeline.workspace.layout import Layout
+from pipeline.workspace.results import COMPLETED, PRUNED, TrialRecord
 from pipeline_fixtures import TINY_STUDY, copy_project, set_params
 
 
@@ -97,7 +96,7 @@ def test_rung_correlation_ranks_final_scores() -> None:
 
 
 def test_a_study_too_big_for_the_largest_node_is_refused_before_any_trial(monkeypatch) -> None:
-    from pipeline import cluster
+    from pipeline.cluster import session as cluster
 
     study = _study(search_space={"embedding_size": {"choice": [8, 200_000_000]}})
     monkeypatch.setattr(cluster, "largest_node_memory", lambda: 8 * 2**30)

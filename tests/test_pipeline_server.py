@@ -17,8 +17,15 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline_fixtures import (TINY_STUDY, copy_project, metric_steps, only_studies, runs_by_parent, tool_env,
-                               write_study)
+from pipeline_fixtures import (
+    TINY_STUDY,
+    copy_project,
+    metric_steps,
+    only_studies,
+    runs_by_parent,
+    tool_env,
+    write_study,
+)
 
 STUDY = {**TINY_STUDY, "initial_points": [{"beta": 5.0e-3, "lr": 1.0e-3}, {"beta": 1.0e-3, "lr": 3.0e-3},
                                           {"beta": 2.0e-2, "lr": 1.0e-3}]}

@@ -9,13 +9,22 @@ import pyarrow.fs as pafs
 import pytest
 import ray
 
-from pipeline.cluster import ray_session
-from pipeline.layout import Layout
-from pipeline.params import load_params
-from pipeline.results import REPLAYED
-from pipeline.storage import (CheckpointCleaner, TrialEndWriter, drop_checkpoints, drop_trial_ends,
-                              experiment_location, read_trial_end, remove_superseded, state_location,
-                              trial_end_location, trial_state)
+from pipeline.cluster.session import ray_session
+from pipeline.spec.params import load_params
+from pipeline.tuning.storage import (
+    CheckpointCleaner,
+    TrialEndWriter,
+    drop_checkpoints,
+    drop_trial_ends,
+    experiment_location,
+    read_trial_end,
+    remove_superseded,
+    state_location,
+    trial_end_location,
+    trial_state,
+)
+from pipeline.workspace.layout import Layout
+from pipeline.workspace.results import REPLAYED
 from pipeline_fixtures import REPO
 
 KEY, OTHER = "0123456789ab", "ba9876543210"

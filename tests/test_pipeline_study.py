@@ -11,14 +11,15 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray.tune.execution.tune_controller import TuneController
 
-from pipeline import cluster, runner, trainable
-from pipeline.final import final_study
-from pipeline.layout import Layout
-from pipeline.params import load_params
-from pipeline.report import write_report
-from pipeline.results import REPLAYED
-from pipeline.storage import END_FILE, CheckpointCleaner
-from pipeline.tune import tune_study
+from pipeline.cluster import session as cluster
+from pipeline.spec.params import load_params
+from pipeline.stages.final import final_study
+from pipeline.stages.report import write_report
+from pipeline.stages.tune import tune_study
+from pipeline.tuning import runner, trainable
+from pipeline.tuning.storage import END_FILE, CheckpointCleaner
+from pipeline.workspace.layout import Layout
+from pipeline.workspace.results import REPLAYED
 from pipeline_fixtures import TINY_STUDY, commit, copy_project, metric_steps, only_studies, runs_by_parent, write_study
 
 DIVERGING_LR, CRASHING_LR = 1.0e30, 3.0e-3

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cluster.submit import _fetch_outputs, job_server, publish_outputs, submit_stage
 from pipeline.errors import PipelineError
-from pipeline.layout import Layout
-from pipeline.params import load_params
-from pipeline.submit import _fetch_outputs, job_server, publish_outputs, submit_stage
+from pipeline.spec.params import load_params
+from pipeline.workspace.layout import Layout
 from pipeline_fixtures import copy_project
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cluster import local_ray
+from pipeline.cluster.session import local_ray
 from pipeline.errors import PipelineError
-from pipeline.layout import Layout
-from pipeline.outputs import write_json
-from pipeline.params import load_params
-from pipeline.report import write_report
-from pipeline.studies import load_checked_study, load_study, parse_study
-from pipeline.sweep import base_configuration, point_arms, sweep_study
+from pipeline.spec.params import load_params
+from pipeline.spec.studies import load_checked_study, load_study, parse_study
+from pipeline.stages.report import write_report
+from pipeline.stages.sweep import base_configuration, point_arms, sweep_study
+from pipeline.workspace.layout import Layout
+from pipeline.workspace.outputs import write_json
 from pipeline_fixtures import TINY_STUDY, copy_project, only_studies, runs_by_parent, write_study
 
 SWEEP = {"kind": "sweep", "description": "tiny sweep", "benchmark": "split_mnist", "method": "hypermask",

@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
-from pipeline.results import COMPLETED, DIVERGED, FAILED, PRUNED, REPLAYED
-from pipeline.tracking import TrialTracker, close_open_runs
+from pipeline.tracking.runs import TrialTracker, close_open_runs
+from pipeline.workspace.results import COMPLETED, DIVERGED, FAILED, PRUNED, REPLAYED
 
 OBJECTIVE = "val_average_accuracy"
 

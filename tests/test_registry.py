@@ -14,8 +14,15 @@ from hypermask.cli import main
 from hypermask.config import ConfigError, resolve_config
 from hypermask.data import ImageArrays, TaskStream, split_by_classes
 from hypermask.data.preprocess import Preprocess
-from hypermask.registry import (BENCHMARKS, DATASETS, BenchmarkSpec, DatasetSpec, benchmark_spec,
-                                register_benchmark, register_dataset)
+from hypermask.registry import (
+    BENCHMARKS,
+    DATASETS,
+    BenchmarkSpec,
+    DatasetSpec,
+    benchmark_spec,
+    register_benchmark,
+    register_dataset,
+)
 
 CLASSES, PER_CLASS_TRAIN, PER_CLASS_TEST = 4, 40, 10
 

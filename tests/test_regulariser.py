@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from conftest import small_config
 from hypermask.methods import Hnet, HyperMask
 from hypermask.nets import MLP, split_flat
-
-from conftest import small_config
 
 
 def _trained_a_little(method, task: int) -> None:
@@ -23,9 +22,9 @@ def _direct_hypermask_loss(method: HyperMask, task: int, x, y, sparsity, targets
     raw = method.hnet(method.embeddings[task: task + 1])[0]
     tensors = split_flat(raw, method.masked_shapes)
     masks = []
-    for l, r in enumerate(tensors):
+    for layer, r in enumerate(tensors):
         soft = torch.tanh(r).abs()
-        if l < len(tensors) - 1 and sparsity > 0:
+        if layer < len(tensors) - 1 and sparsity > 0:
             soft = torch.where(soft >= torch.quantile(soft.detach(), sparsity / 100), soft, 0.0)
         masks.append(soft)
     weights = [th * m for th, m in zip(method.theta[:-1], masks[:-1])] + [method.theta[-1]]

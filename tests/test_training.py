@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import small_config
 from hypermask.config import ConfigError
 from hypermask.data import build_stream
 from hypermask.train import train_continual
-
-from conftest import small_config
 
 
 def _run(cfg, mnist, **kwargs):

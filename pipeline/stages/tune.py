@@ -1,0 +1,105 @@
+"""Stage ``tune@<study>``: the Optuna + ASHA search of one study; writes ``results/tune/<study>/``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.spec.params import Params
+from pipeline.spec.studies import DIRECTIONS, Study, load_checked_study
+from pipeline.tuning import journal
+from pipeline.tuning.runner import Experiment, run_experiment
+from pipeline.tuning.search import build_scheduler, build_searcher, rung_task
+from pipeline.workspace.keys import study_identity
+from pipeline.workspace.layout import Layout
+from pipeline.workspace.outputs import fresh_dir, no_search, write_csv, write_json
+from pipeline.workspace.results import COMPLETED, DIVERGED, FAILED, PRUNED, TrialRecord
+from pipeline.workspace.skip import write_skipped
+
+
+def best_trial(records: list[TrialRecord], study: Study) -> TrialRecord:
+    """The best trial among those that reached the last task (stopped trials are never ranked)."""
+    finished = [r for r in records if r.outcome == COMPLETED]
+    if not finished:
+        counts = Counter(r.outcome for r in records)
+        raise PipelineError(f"study '{study.name}': no trial reached the last task "
+                            f"({', '.join(f'{n} {k}' for k, n in counts.items()) or 'no trials'})")
+    pick = max if study.mode == "max" else min
+    return pick(finished, key=lambda r: r.metrics[study.metric])
+
+
+def trial_rows(records: list[TrialRecord], study: Study) -> list[dict[str, Any]]:
+    """One CSV row per trial: outcome, tasks reached, objective (finished trials only), parameters."""
+    return [{"trial_id": r.trial_id, "outcome": r.outcome, "tasks_done": r.tasks_done,
+             "objective": r.metrics.get(study.metric) if r.outcome == COMPLETED else "",
+             **{k: r.config.get(k) for k in study.space}, "mlflow_run_id": r.run_id} for r in records]
+
+
+def _replace_dir(layout: Layout, name: str) -> Path:
+    """The summary path in a freshly emptied output folder (called only once the stage has its results)."""
+    fresh_dir(layout.tune_dir(name))
+    return layout.tune_summary(name)
+
+
+def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
+    """Run (or resume) the search of study ``name`` and write its summary and trial table.
+
+    Everything is validated before the stage's previous outputs are replaced."""
+    params.require_study(name)
+    if not params.runs(name):
+        return write_skipped(layout, params, "tune", name)
+    study = load_checked_study(layout, name, params)
+    if not params.profile.search:  # validated above; nothing to search, final trains the published arm
+        write_json(_replace_dir(layout, name), no_search(name, params.profile.name))
+        return no_search(name, params.profile.name)
+    search, asha = params.search_settings(), params.asha_settings()
+    experiment = Experiment("tune", study, study_identity(layout.root, "tune", study, params, search=search,
+                                                           asha=asha),
+                            num_samples=study.trials,
+                            searcher=partial(build_searcher, study, params),
+                            scheduler=build_scheduler(study, params), trial_seed=params.trial_seed,
+                            parent_params={"profile": params.profile.name, **study.describe(),
+                                           "trial_seed": params.trial_seed})
+    run = run_experiment(layout, params, experiment)
+    counts = Counter(r.outcome for r in run.records)
+    try:
+        best = best_trial(run.records, study)
+    except PipelineError:
+        run.close({}, status="FAILED")
+        raise
+    summary = {
+        "study": name, "status": "done", "profile": params.profile.name, "key": run.key,
+        "benchmark": study.benchmark, "method": study.method, "objective": {"metric": study.metric,
+                                                                             "mode": study.mode},
+        "protocol": {"selection": "validation", "trial_seed": params.trial_seed, "final_seeds": study.seeds},
+        "search": search, "asha": asha, "rung_task": rung_task(study, params),
+        "budget": {"trials": study.trials, "concurrency": study.concurrency, **study.budget},
+        "fixed": study.fixed, "space": study.space_spec(),
+        "best": {"trial_id": best.trial_id, "config": best.config, "objective": best.metrics[study.metric],
+                 "metrics": best.metrics, "accuracy_matrix": best.accuracy_matrix,
+                 "val_accuracy_matrix": best.val_accuracy_matrix, "mlflow_run_id": best.run_id},
+        "counts": {k: counts.get(k, 0) for k in (COMPLETED, PRUNED, DIVERGED, FAILED)},
+        "trials": [r.to_dict() for r in run.records],
+        "resources_per_trial": run.resources, "trial_plan": run.plan.to_dict(), "wall_s": round(run.wall_s, 1),
+        "resumed": run.resumed,
+        "optuna": {**run.optuna, "trials_file": layout.optuna_trials(name).name,
+                   "dashboard": f"optuna-dashboard {run.optuna['storage']}"},
+        "mlflow": {"experiment_id": run.experiment_id, "parent_run_id": run.parent_id,
+                   "tracking_uri": run.client.tracking_uri},
+    }
+    write_json(_replace_dir(layout, name), summary)
+    write_csv(layout.tune_dir(name) / "trials.csv", trial_rows(run.records, study))
+    write_json(layout.optuna_trials(name),  # the report's copy: the journal is outside DVC's outputs
+               {"study_name": run.optuna["study_name"], "direction": DIRECTIONS[study.mode],
+                "trials": journal.load_rows(Path(run.optuna["storage"]), run.optuna["study_name"])})
+    run.close({f"best_{study.metric}": best.metrics[study.metric], "wall_s": run.wall_s,
+               **{f"trials_{k}": v for k, v in summary["counts"].items()}})
+    return summary
+
+
+def run(layout: Layout, params: Params, study: str | None) -> None:
+    """Stage ``tune@<study>``."""
+    tune_study(layout, params, str(study))

@@ -1,0 +1,1 @@
+"""MLflow: runs of stages and trials, models, what a run was made from, the published report."""
