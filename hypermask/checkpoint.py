@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from hypermask.config import NON_RESULT_SETTINGS, Config, result_settings
+from hypermask.messages import first_line
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -52,7 +53,7 @@ def _read(path: Path, lazy: bool) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=lazy)
     except Exception as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise CheckpointError(f"checkpoint {path} is unreadable: {reason}") from None
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from hypermask.config import BENCHMARKS, METHODS, ConfigError, parse_assignments, resolve_config
+from hypermask.messages import first_line
 from hypermask.registry import DATASETS
 
 
@@ -78,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
     except (DataError, CheckpointError, DivergedError) as err:
         return _fail(str(err), 1)
     except (OSError, MemoryError) as err:
-        return _fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}", 1)
+        return _fail(f"{type(err).__name__}: {first_line(err, 'out of memory')}", 1)
     print(f"average accuracy {result.metrics['average_accuracy']:.2f} %, "
           f"backward transfer {result.metrics['backward_transfer']:.2f}, "
           f"forgetting {result.metrics['forgetting']:.2f}; written to {out}")
@@ -96,7 +97,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ModelError as err:
         return _fail(str(err), 2)
     except (DataError, OSError) as err:
-        return _fail(str(err).splitlines()[0] if str(err) else type(err).__name__, 1)
+        return _fail(first_line(err), 1)
     print(f"{evaluation_line(metrics)}; written to {written}")
     return 0
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from hypermask.registry import METHODS, UnknownName, benchmark_spec, resolve
+from hypermask.registry import BENCHMARKS, METHODS, UnknownName, benchmark_spec, resolve  # noqa: F401  (re-exported)
 
 TARGETS = ("mlp", "resnet20", "zenkenet")
 MODEL_SELECTIONS = ("last", "best_val")

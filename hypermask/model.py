@@ -15,6 +15,7 @@ from torch import Tensor
 from hypermask.config import Config, ConfigError
 from hypermask.data import TaskStream, build_stream, image_shape, stream_from_state, stream_images
 from hypermask.evaluation import VAL_PREFIX, evaluate_after_task
+from hypermask.messages import first_line
 from hypermask.methods import ContinualMethod, build_for_stream
 from hypermask.metrics import average_accuracy, infer_task
 from hypermask.outdir import METRICS_FILE
@@ -120,7 +121,7 @@ def _load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        reason = first_line(err)
         raise ModelError(f"model file {path} is unreadable: {reason}") from None
 
 
@@ -147,7 +148,7 @@ def load_model(folder: str | Path, device: str | None = None) -> TrainedModel:
     try:
         method.load_artifacts(pieces)
     except (RuntimeError, ValueError, KeyError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        reason = first_line(err)
         raise ModelError(f"model files in {path} do not fit its configuration: {reason}") from None
     where = _device(device, cfg.device)
     method.to(where).eval()

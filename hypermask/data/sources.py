@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hypermask.messages import first_line
 from hypermask.paths import PathProblem, check_folder, expand, make_folder, remove_folders
 from hypermask.registry import DatasetSpec, UnknownName, dataset_spec, resolve
 
@@ -114,7 +115,7 @@ def _download(name: str, root: Path) -> None:
         if fresh:
             shutil.rmtree(target, ignore_errors=True)
         remove_folders(created)
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise DataError(f"{name} is not under {root} and could not be downloaded ({reason}){hint}") from None
 
 

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from hypermask.messages import last_line
 from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
 from pipeline.workspace.graph import STAGES
@@ -101,7 +102,7 @@ def submit_stage(layout: Layout, params: Params, stage: str, study: str, server:
             client.submit_job(entrypoint=entrypoint, submission_id=job, runtime_env=runtime_env)
             break
         except Exception as err:  # the SDK raises plain exceptions for an unreachable or refusing server
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            reason = last_line(err) or type(err).__name__
             if "try again later" in reason and time.time() < deadline:  # a cluster whose job agents are starting
                 print(f"the Ray job server is not ready ({reason}); trying again", flush=True)
                 time.sleep(5)

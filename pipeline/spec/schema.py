@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from hypermask.messages import first_line
 from pipeline.errors import PipelineError
 
 
@@ -50,7 +51,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or first_line(err)
         raise PipelineError(f"{path.name}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise PipelineError(f"{path.name}: top level must be a mapping, got {type(data).__name__}")

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from hypermask.messages import first_line
 from hypermask.model import ModelError, Prediction, TrainedModel, load_model
 from pipeline.errors import PipelineError
 
@@ -109,7 +110,7 @@ def register(client: MlflowClient, study: str, run_id: str, tags: dict[str, Any]
                                                   tags={k: str(v) for k, v in tags.items()}, model_id=logged[-1])
         client.set_registered_model_alias(name, ALIAS, str(version.version))
     except MlflowException as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise PipelineError(f"cannot register {name} from run {run_id}: {first}") from None
     return int(version.version)
 
@@ -122,7 +123,7 @@ def load(uri: str, model_uri: str) -> TrainedModel:
         with _store(uri):
             wrapped = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     except (MlflowException, OSError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise PipelineError(f"no model at {model_uri} ({first})") from None
     except ModelError as err:
         raise PipelineError(f"model at {model_uri}: {err}") from None

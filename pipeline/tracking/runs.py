@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from hypermask.messages import first_line
 from pipeline.errors import PipelineError
 from pipeline.workspace.layout import Layout
 from pipeline.workspace.results import (
@@ -26,9 +27,8 @@ from pipeline.workspace.results import (
     FAILED,
     NODE,
     PRUNED,
-    REPLAYED,
     TASK_PREFIX,
-    TIME_ATTR,
+    TrialResult,
     end_metrics,
     outcome,
     task_metrics,
@@ -56,7 +56,7 @@ STORE_ERRORS = (MlflowException, requests.RequestException)  # what a store that
 
 def lost_store(uri: str, err: BaseException) -> PipelineError:
     """The one-line error of a tracking store that stopped answering during a stage."""
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    first = first_line(err, limit=300)
     kind = "server" if uri.startswith(("http://", "https://")) else "store"
     return PipelineError(f"MLflow tracking {kind} {uri} stopped answering during the stage ({first}); "
                          "bring it back and run the stage again: the study resumes where it stopped")
@@ -110,7 +110,7 @@ def connect(uri: str) -> MlflowClient:
     try:
         client.search_experiments(max_results=1)
     except Exception as err:  # any backend error means the store is unusable
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise PipelineError(f"MLflow tracking store {uri} is unusable: {first}") from None
     return client
 
@@ -231,14 +231,15 @@ class TrialTracker(tune.Callback):
     @_store_call
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self._run(trial)
-        if result.get(REPLAYED):
+        record = TrialResult.read(result)
+        if record.replayed:
             return  # the kept result of a trial that had ended before a restore: recorded then
-        step = int(result.get(TIME_ATTR, 0)) - 1
+        step = record.tasks_done - 1
         now = int(time.time() * 1000)
-        if result.get("models_saved"):  # the closing result of a final run: its end-of-run metrics
+        if record.models_saved:  # the closing result of a final run: its end-of-run metrics
             self._client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in end_metrics(result).items()])
             return
-        if result.get("diverged") or step <= self._last_step[trial.trial_id]:
+        if record.diverged or step <= self._last_step[trial.trial_id]:
             return  # not a new task (a re-reported or replayed one is never logged twice)
         values = {**task_metrics(result), **end_metrics(result)}  # the objective's key only at the last task
         values.update({f"accuracy_task_{j}": float(v) for j, v in enumerate(result["accuracy_matrix"][-1])})
@@ -271,11 +272,12 @@ class TrialTracker(tune.Callback):
         state = outcome(result, error)
         if trial.trial_id in self._ended:
             return  # ended before a restore and no new task logged since: its record stands
-        done, total = int(result.get(TIME_ATTR, 0)), int(result.get("num_tasks", 0)) or "?"
+        record = TrialResult.read(result)
+        done, total = record.tasks_done, record.num_tasks or "?"
         set_tags(self._client, run_id, {TAG_OUTCOME: state, TAG_TASKS: str(done),
                                         TAG_NOTE: OUTCOME_NOTE[state].format(done=done, total=total)})
-        if result.get("error_message"):
-            self._client.set_tag(run_id, "hypermask.error", str(result["error_message"])[:500])
+        if record.error_message:
+            self._client.set_tag(run_id, "hypermask.error", record.error_message[:500])
         matrix = result.get("accuracy_matrix")
         if matrix:
             self._client.log_dict(run_id, {"accuracy_matrix": matrix}, "accuracy_matrix.json")
@@ -315,7 +317,7 @@ def close_open_runs(tracker: TrialTracker, results: Any) -> list[str]:
         trial = EndedTrial(str(metrics.get("trial_id", "")), dict(result.config or {}), metrics, result.checkpoint)
         if trial.trial_id not in open_trials:
             continue
-        if metrics and not metrics.get("models_saved"):
+        if metrics and not TrialResult.read(metrics).models_saved:
             tracker.on_trial_result(0, [], trial, metrics)
         tracker._finish(trial, error=result.error is not None)
         closed.append(trial.trial_id)

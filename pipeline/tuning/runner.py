@@ -11,6 +11,7 @@ from typing import Any, Callable
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from hypermask.messages import last_line
 from pipeline.cluster.placement import TrialPlan
 from pipeline.cluster.session import check_trials_fit, plan_resources, ray_session, runtime_settings
 from pipeline.errors import PipelineError
@@ -35,7 +36,7 @@ from pipeline.workspace.results import (
     TASK_METRICS,
     TIME_ATTR,
     TrialRecord,
-    last_line,
+    TrialResult,
     outcome,
     session_lists,
 )
@@ -202,7 +203,7 @@ def _record(result: Any, runs: dict[str, str], metric: str) -> TrialRecord:
                  and isinstance(v, (int, float)) and not isinstance(v, bool)},
         accuracy_matrix=list(metrics.get("accuracy_matrix") or []),
         run_id=runs.get(trial_id, ""),
-        error=error or str(metrics.get("error_message", "")),
+        error=error or TrialResult.read(metrics).error_message,
         val_accuracy_matrix=list(metrics.get("val_accuracy_matrix") or []),
         history=_history(result, metric),
         sessions=session_lists(metrics),

@@ -30,8 +30,9 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune import result as tune_keys
 
+from hypermask.messages import last_line
 from pipeline.workspace.locations import filesystem, is_uri
-from pipeline.workspace.results import REPLAYED, last_line
+from pipeline.workspace.results import REPLAYED
 
 STATE_DIR = "state"
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders in a trial's folder

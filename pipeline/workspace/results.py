@@ -1,8 +1,11 @@
-"""What a trial reports to Ray Tune after every task, and how a finished trial is classified."""
+"""The records that cross the pipeline's layers: what a trial reports to Ray Tune after every task (written
+here, read back through :class:`TrialResult`), how a finished trial is classified (:class:`Outcome`), and a
+finished trial as the stage outputs see it (:class:`TrialRecord`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Mapping
 
 from hypermask.metrics import INFERENCE_RULES
@@ -20,9 +23,44 @@ SUMMARY_METRICS = ("mask_density", "mask_overlap", "hypernetwork_parameters")  #
 TIME_ATTR = "task"  # number of finished tasks: the ASHA rungs are task boundaries
 NODE = "node_id"  # the Ray node that reported the result (a retried trial may go on elsewhere)
 TASK_PREFIX = "task_"  # MLflow: the running value after each task (step = task index) is ``task_<score>``
-REPLAYED = "replayed"  # a restored trial's kept last result, reported again: nothing new to record
 END_METRICS = "end_metrics"  # the closing result's list of the run's end-of-run metric names
-COMPLETED, PRUNED, DIVERGED, FAILED = "completed", "pruned", "diverged", "failed"
+
+
+class Outcome(StrEnum):
+    """How a trial ended: reached its last task, stopped early by ASHA, its loss diverged, or it crashed."""
+
+    COMPLETED = "completed"
+    PRUNED = "pruned"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+
+COMPLETED, PRUNED, DIVERGED, FAILED = Outcome.COMPLETED, Outcome.PRUNED, Outcome.DIVERGED, Outcome.FAILED
+# Keys of a trial's result besides its scores (what :class:`TrialResult` reads back).
+REPLAYED = "replayed"  # a restored trial's kept last result, reported again: nothing new to record
+COMPLETED_KEY, DIVERGED_KEY, MODELS_SAVED, ERROR_MESSAGE = "completed", "diverged", "models_saved", "error_message"
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One result a trial reported, as the pipeline reads it back (the tracker, the runner, the storage)."""
+
+    tasks_done: int = 0
+    num_tasks: int = 0
+    completed: bool = False
+    diverged: bool = False
+    models_saved: bool = False  # the closing result of a run whose model files were saved
+    replayed: bool = False
+    error_message: str = ""
+
+    @classmethod
+    def read(cls, result: Mapping[str, Any] | None) -> "TrialResult":
+        """The record of a Tune result (an empty one for None)."""
+        result = result or {}
+        return cls(tasks_done=int(result.get(TIME_ATTR, 0)), num_tasks=int(result.get("num_tasks", 0) or 0),
+                   completed=bool(result.get(COMPLETED_KEY)), diverged=bool(result.get(DIVERGED_KEY)),
+                   models_saved=bool(result.get(MODELS_SAVED)), replayed=bool(result.get(REPLAYED)),
+                   error_message=str(result.get(ERROR_MESSAGE) or ""))
 
 
 def task_result(report: Any) -> dict[str, Any]:
@@ -33,7 +71,7 @@ def task_result(report: Any) -> dict[str, Any]:
             **session_lists(report.metrics),
             "accuracy_matrix": [list(map(float, row)) for row in report.accuracy_matrix],
             "val_accuracy_matrix": [list(map(float, row)) for row in report.val_accuracy_matrix],
-            "completed": done == report.num_tasks, "diverged": False, "elapsed_s": float(report.elapsed_s)}
+            COMPLETED_KEY: done == report.num_tasks, DIVERGED_KEY: False, "elapsed_s": float(report.elapsed_s)}
 
 
 def final_result(run: Any) -> dict[str, Any]:
@@ -44,7 +82,7 @@ def final_result(run: Any) -> dict[str, Any]:
             **session_lists(run.metrics),
             "accuracy_matrix": [list(map(float, row)) for row in run.accuracy_matrix],
             "val_accuracy_matrix": [list(map(float, row)) for row in run.val_accuracy_matrix],
-            "completed": True, "diverged": False, "models_saved": True,
+            COMPLETED_KEY: True, DIVERGED_KEY: False, MODELS_SAVED: True,
             END_METRICS: sorted(k for k, v in run.metrics.items() if _number(v))}
 
 
@@ -67,7 +105,8 @@ def end_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     after the last task the task scores; in the closing result every end-of-run metric (mask density,
     time). Empty for a trial that has not reached its last task, so a stopped trial never carries the
     objective's key."""
-    if not result.get("completed") or result.get("diverged"):
+    record = TrialResult.read(result)
+    if not record.completed or record.diverged:
         return {}
     names = result.get(END_METRICS) or [k for k in TASK_METRICS if k in result]
     return {k: float(result[k]) for k in names if _number(result.get(k))}
@@ -77,24 +116,17 @@ def diverged_result(last: Mapping[str, Any] | None, message: str) -> dict[str, A
     """The result that ends a trial whose loss became NaN/inf (the scores of its last finished task)."""
     base = dict(last) if last else {TIME_ATTR: 0, "accuracy_matrix": [], "val_accuracy_matrix": [],
                                         **{k: 0.0 for k in TASK_METRICS}}
-    return {**base, "completed": False, "diverged": True, "error_message": message}
+    return {**base, COMPLETED_KEY: False, DIVERGED_KEY: True, ERROR_MESSAGE: message}
 
 
-def last_line(error: Any) -> str:
-    """The last line of an error's text (where Python puts the exception itself), at most 300 characters;
-    "" for none."""
-    return (str(error or "").strip().splitlines() or [""])[-1][:300]
-
-
-def outcome(result: Mapping[str, Any] | None, error: bool = False) -> str:
+def outcome(result: Mapping[str, Any] | None, error: bool = False) -> Outcome:
     """completed (reached the last task), pruned (stopped early by ASHA), diverged, or failed (crashed)."""
     if error:
         return FAILED
-    if not result:
-        return PRUNED
-    if result.get("diverged"):
+    record = TrialResult.read(result)
+    if record.diverged:
         return DIVERGED
-    return COMPLETED if result.get("completed") else PRUNED
+    return COMPLETED if record.completed else PRUNED
 
 
 @dataclass(frozen=True)
