@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from pipeline.analysis import plots
 from pipeline.spec.params import Params
 from pipeline.workspace.layout import Layout
-from pipeline.workspace.outputs import read_json
+from pipeline.workspace.outputs import StageStatus, read_json
 
 RULES = {"": "lowest entropy", "maxprob_": "highest probability", "maxlogit_": "highest logit"}
 
@@ -97,7 +97,7 @@ def sweep_sections(layout: Layout, params: Params, plot_dir: Path) -> list[str]:
     for name in params.sweeps:
         metrics = read_json(layout.metrics_file(name), f"sweep@{name}")
         lines += [f"## Sweep {name}", ""]
-        if metrics.get("status") != "done":
+        if metrics.get("status") != StageStatus.DONE:
             lines += [f"Not run: {metrics.get('reason', metrics.get('status'))}.", ""]
             continue
         seeds = metrics["seed_list"]

@@ -12,14 +12,14 @@ from ray import tune
 
 from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
-from pipeline.spec.studies import Study, load_checked_study
+from pipeline.spec.studies import Study
 from pipeline.tracking.model import register, registered_name
-from pipeline.tuning.runner import Experiment, StageRun, run_experiment
+from pipeline.tuning.runner import Experiment, StageRun
+from pipeline.tuning.stage import StageOutputs, metrics_files, run_study_stage
 from pipeline.workspace.keys import study_identity
 from pipeline.workspace.layout import Layout
-from pipeline.workspace.outputs import NO_SEARCH, fresh_dir, read_json, write_json
+from pipeline.workspace.outputs import StageStatus, read_json
 from pipeline.workspace.results import COMPLETED, TrialRecord
-from pipeline.workspace.skip import write_skipped
 from pipeline.workspace.summaries import ARMS, PUBLISHED, TUNED, mean_std, paired, per_seed
 
 REPORTED = ("average_accuracy", "backward_transfer", "forgetting", "task_inference_accuracy",
@@ -31,7 +31,7 @@ DIFFERENCE_PARTS = ("mean", "std", "pairs", "higher", "lower", "ties", "p_value"
 def arms_of(tuned: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Arm -> the searched values it trains with: the search's best for ``tuned``, none (the library's
     published values) for ``published``; only ``published`` when the profile runs no search."""
-    if tuned.get("status") == NO_SEARCH:
+    if tuned.get("status") == StageStatus.NO_SEARCH:
         return {PUBLISHED: {}}
     return {TUNED: dict(tuned["best"]["config"]), PUBLISHED: {}}
 
@@ -83,35 +83,36 @@ def _parent_metrics(summary: Mapping[str, Any], wall_s: float) -> dict[str, floa
 def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     """Train each arm of ``name`` once per final seed in one Tune experiment; write per-seed runs and the
     metrics file."""
-    params.require_study(name)
-    tuned = read_json(layout.tune_summary(name), f"tune@{name}")
-    if not params.runs(name) or tuned.get("status") not in ("done", NO_SEARCH):
-        return write_skipped(layout, params, "final", name)
-    study = load_checked_study(layout, name, params)
-    arms = arms_of(tuned)
-    best = arms.get(TUNED, {})
-    identity = study_identity(layout.root, "final", study, params, best=best, tune_key=tuned.get("key"),
-                              arms=arms)
-    trained = trained_arms(study, arms)
-    experiment = Experiment("final", study, identity, num_samples=1, save_models=True,
-                            param_space={"arm": tune.grid_search(list(trained)),
-                                         "seed": tune.grid_search(study.seeds)},
-                            arms=trained,
-                            parent_params={"profile": params.profile.name, **study.describe(),
-                                           "arms": list(arms), "trained_arms": list(trained),
-                                           **{f"best.{k}": v for k, v in best.items()}})
-    run = run_experiment(layout, params, experiment)
-    try:
+    tuned: dict[str, Any] = {}
+
+    def searched() -> bool:
+        tuned.update(read_json(layout.tune_summary(name), f"tune@{name}"))
+        return tuned.get("status") in (StageStatus.DONE, StageStatus.NO_SEARCH)
+
+    def experiment_of(study: Study) -> Experiment:
+        arms = arms_of(tuned)
+        best = arms.get(TUNED, {})
+        identity = study_identity(layout.root, "final", study, params, best=best, tune_key=tuned.get("key"),
+                                  arms=arms)
+        trained = trained_arms(study, arms)
+        return Experiment("final", study, identity, num_samples=1, save_models=True,
+                          param_space={"arm": tune.grid_search(list(trained)),
+                                       "seed": tune.grid_search(study.seeds)},
+                          arms=trained,
+                          parent_params={"profile": params.profile.name, **study.describe(),
+                                         "arms": list(arms), "trained_arms": list(trained),
+                                         **{f"best.{k}": v for k, v in best.items()}})
+
+    def outputs_of(study: Study, run: StageRun | None) -> StageOutputs:
+        assert run is not None
+        arms = arms_of(tuned)
         metrics, runs = metrics_and_runs(name, params, tuned, arms, run.records, run.wall_s, run.resumed,
-                                      trained=list(trained))
+                                         trained=list(trained_arms(study, arms)))
         runs["model"] = register_best(run, study)
-    except PipelineError:
-        run.close({}, status="FAILED")
-        raise
-    write_json(fresh_dir(layout.final_dir(name)) / "runs.json", runs)
-    write_json(layout.metrics_file(name), metrics)
-    run.close(_parent_metrics(metrics, run.wall_s))
-    return metrics
+        return StageOutputs(metrics_files(layout, "final", name, runs, metrics), metrics,
+                            _parent_metrics(metrics, run.wall_s))
+
+    return run_study_stage(layout, params, "final", name, experiment_of, outputs_of, ready=searched)
 
 
 def best_final_run(records: list[TrialRecord], metric: str, mode: str) -> TrialRecord | None:
@@ -158,7 +159,7 @@ def metrics_and_runs(name: str, params: Params, tuned: Mapping[str, Any], arms: 
                              and r.config.get("arm", TUNED) == (TUNED if arm in shared else arm)),
                             key=lambda r: r.config["seed"]) for arm in arms}
     metrics = {  # `dvc metrics show` and `dvc exp show` tabulate the numbers
-        "status": "done", "profile": params.profile.name, "arms": list(arms), **summarise(scores),
+        "status": StageStatus.DONE, "profile": params.profile.name, "arms": list(arms), **summarise(scores),
         "seed_list": sorted({int(r.config["seed"]) for r in records}), "trial_seed": params.trial_seed,
         "wall_s": {"tune": tuned.get("wall_s", 0.0), "final": round(wall_s, 1)},
         "best": dict(arms.get(TUNED, {})), "shared_runs": {arm: TUNED for arm in shared},

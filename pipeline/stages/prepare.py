@@ -10,7 +10,7 @@ from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
 from pipeline.spec.studies import Study, load_checked_study
 from pipeline.workspace.layout import Layout
-from pipeline.workspace.outputs import skipped, write_json
+from pipeline.workspace.outputs import StageStatus, skipped, write_json
 
 
 def check_studies(layout: Layout, params: Params) -> list[Study]:
@@ -41,7 +41,7 @@ def plan(study: Study, params: Params) -> dict[str, Any]:
     profile (the DVC input of its tune and final stages)."""
     if not params.runs(study.name):
         return skipped(study.name, params.profile.name)
-    return {"study": study.name, "status": "planned", "profile": params.profile.name,
+    return {"study": study.name, "status": StageStatus.PLANNED, "profile": params.profile.name,
             "definition": study.to_dict(), "trial_seed": params.trial_seed, "searched": params.profile.search,
             "search": params.search_settings(), "asha": params.asha_settings()}
 

@@ -18,7 +18,7 @@ from pipeline.spec.params import Params
 from pipeline.spec.studies import Study, load_study
 from pipeline.tracking import publish
 from pipeline.workspace.layout import Layout
-from pipeline.workspace.outputs import fresh_dir, read_json
+from pipeline.workspace.outputs import StageStatus, fresh_dir, read_json
 from pipeline.workspace.summaries import PUBLISHED, TUNED
 
 PROTOCOL = ("Protocol: the search, ASHA's early stopping and the choice of the best trial see only validation "
@@ -177,7 +177,7 @@ def write_report(layout: Layout, params: Params) -> Path:
     total_s = 0.0
     for name in params.studies:
         final = read_json(layout.metrics_file(name), f"final@{name}")
-        if final.get("status") != "done":
+        if final.get("status") != StageStatus.DONE:
             summary.append(f"| {name} | | | not run: {final.get('reason', final.get('status'))} | | | | | | |")
             continue
         study = load_study(layout, name, params.profile, params.trial_seed)

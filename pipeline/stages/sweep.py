@@ -10,13 +10,13 @@ from ray import tune
 
 from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
-from pipeline.spec.studies import Study, load_checked_study, load_study
-from pipeline.tuning.runner import Experiment, run_experiment
+from pipeline.spec.studies import Study, load_study
+from pipeline.tuning.runner import Experiment, StageRun
+from pipeline.tuning.stage import StageOutputs, metrics_files, run_study_stage
 from pipeline.workspace.keys import study_identity
 from pipeline.workspace.layout import Layout
-from pipeline.workspace.outputs import fresh_dir, read_json, write_json
+from pipeline.workspace.outputs import StageStatus, read_json
 from pipeline.workspace.results import COMPLETED, INFERENCE_PREFIXES, SESSION_LISTS, SESSION_SCORES, TrialRecord
-from pipeline.workspace.skip import write_skipped
 from pipeline.workspace.summaries import mean_std, per_seed
 
 # Per rule of task inference (plain: lowest entropy; maxprob_, maxlogit_): task inference and
@@ -35,7 +35,7 @@ def base_configuration(layout: Layout, params: Params, sweep: Study) -> dict[str
     name = params.sweeps[sweep.name]
     method = load_study(layout, name).method
     summary = read_json(layout.tune_summary(name), f"tune@{name}")
-    if summary.get("status") == "done" and summary.get("profile") == params.profile.name:
+    if summary.get("status") == StageStatus.DONE and summary.get("profile") == params.profile.name:
         own = set(sweep.grid) | set(sweep.fixed) | set(sweep.budget)
         settings = {k: v for k, v in summary["best"]["config"].items() if k not in own}
         others = [m for m in sweep.methods if m != method]
@@ -102,7 +102,7 @@ def metrics_and_runs(study: Study, params: Params, base: Mapping[str, Any], reco
     for row in rows:
         if row["point"] in curves:
             row["sessions"] = curves[row["point"]]
-    metrics = {"status": "done", "kind": "sweep", "profile": params.profile.name, "benchmark": study.benchmark,
+    metrics = {"status": StageStatus.DONE, "kind": "sweep", "profile": params.profile.name, "benchmark": study.benchmark,
                "method": study.method, "methods": study.methods, "grid": study.grid, "base": dict(base),
                "points": rows,
                "objective": {"metric": study.metric, "mode": study.mode}, "best_point": best_point(study, rows),
@@ -126,29 +126,26 @@ def _parent_metrics(rows: list[dict[str, Any]], wall_s: float) -> dict[str, floa
 def sweep_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     """Train every grid point of sweep ``name`` with every final seed in one Tune experiment; write the
     per-seed runs and the metrics file."""
-    params.require_study(name, kind="sweep")
-    if not params.runs(name):
-        return write_skipped(layout, params, "sweep", name)
-    study = load_checked_study(layout, name, params)
-    base = base_configuration(layout, params, study)
-    arms = point_arms(study, base)
-    identity = study_identity(layout.root, "sweep", study, params, base=base["settings"], arms=arms)
-    experiment = Experiment("sweep", study, identity, num_samples=1,
-                            param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(study.seeds)},
-                            arms=arms,
-                            parent_params={"profile": params.profile.name, **study.describe(),
-                                           "base": base["text"],
-                                           **{f"base.{k}": v for k, v in base["settings"].items()}})
-    run = run_experiment(layout, params, experiment)
-    try:
-        metrics, runs = metrics_and_runs(study, params, base, run.records, run.wall_s, run.resumed)
-    except PipelineError:
-        run.close({}, status="FAILED")
-        raise
-    write_json(fresh_dir(layout.sweep_dir(name)) / "runs.json", runs)
-    write_json(layout.metrics_file(name), metrics)
-    run.close(_parent_metrics(metrics["points"], run.wall_s))
-    return metrics
+    bases: dict[str, dict[str, Any]] = {}
+
+    def experiment_of(study: Study) -> Experiment:
+        base = bases.setdefault(study.name, base_configuration(layout, params, study))
+        arms = point_arms(study, base)
+        identity = study_identity(layout.root, "sweep", study, params, base=base["settings"], arms=arms)
+        return Experiment("sweep", study, identity, num_samples=1,
+                          param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(study.seeds)},
+                          arms=arms,
+                          parent_params={"profile": params.profile.name, **study.describe(),
+                                         "base": base["text"],
+                                         **{f"base.{k}": v for k, v in base["settings"].items()}})
+
+    def outputs_of(study: Study, run: StageRun | None) -> StageOutputs:
+        assert run is not None
+        metrics, runs = metrics_and_runs(study, params, bases[study.name], run.records, run.wall_s, run.resumed)
+        return StageOutputs(metrics_files(layout, "sweep", name, runs, metrics), metrics,
+                            _parent_metrics(metrics["points"], run.wall_s))
+
+    return run_study_stage(layout, params, "sweep", name, experiment_of, outputs_of)
 
 
 def run(layout: Layout, params: Params, study: str | None) -> None:

@@ -9,15 +9,15 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
-from pipeline.spec.studies import DIRECTIONS, Study, load_checked_study
+from pipeline.spec.studies import DIRECTIONS, Study
 from pipeline.tuning import journal
-from pipeline.tuning.runner import Experiment, run_experiment
+from pipeline.tuning.runner import Experiment, StageRun
 from pipeline.tuning.search import build_scheduler, build_searcher, rung_task
+from pipeline.tuning.stage import StageOutputs, run_study_stage
 from pipeline.workspace.keys import study_identity
 from pipeline.workspace.layout import Layout
-from pipeline.workspace.outputs import fresh_dir, no_search, write_csv, write_json
-from pipeline.workspace.results import COMPLETED, DIVERGED, FAILED, PRUNED, TrialRecord
-from pipeline.workspace.skip import write_skipped
+from pipeline.workspace.outputs import StageStatus, no_search
+from pipeline.workspace.results import COMPLETED, Outcome, TrialRecord
 
 
 def best_trial(records: list[TrialRecord], study: Study) -> TrialRecord:
@@ -38,40 +38,46 @@ def trial_rows(records: list[TrialRecord], study: Study) -> list[dict[str, Any]]
              **{k: r.config.get(k) for k in study.space}, "mlflow_run_id": r.run_id} for r in records]
 
 
-def _replace_dir(layout: Layout, name: str) -> Path:
-    """The summary path in a freshly emptied output folder (called only once the stage has its results)."""
-    fresh_dir(layout.tune_dir(name))
-    return layout.tune_summary(name)
-
-
 def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     """Run (or resume) the search of study ``name`` and write its summary and trial table.
 
     Everything is validated before the stage's previous outputs are replaced."""
-    params.require_study(name)
-    if not params.runs(name):
-        return write_skipped(layout, params, "tune", name)
-    study = load_checked_study(layout, name, params)
-    if not params.profile.search:  # validated above; nothing to search, final trains the published arm
-        write_json(_replace_dir(layout, name), no_search(name, params.profile.name))
-        return no_search(name, params.profile.name)
     search, asha = params.search_settings(), params.asha_settings()
-    experiment = Experiment("tune", study, study_identity(layout.root, "tune", study, params, search=search,
-                                                           asha=asha),
-                            num_samples=study.trials,
-                            searcher=partial(build_searcher, study, params),
-                            scheduler=build_scheduler(study, params), trial_seed=params.trial_seed,
-                            parent_params={"profile": params.profile.name, **study.describe(),
-                                           "trial_seed": params.trial_seed})
-    run = run_experiment(layout, params, experiment)
+
+    def experiment_of(study: Study) -> Experiment | None:
+        if not params.profile.search:  # nothing to search: final trains the published arm
+            return None
+        identity = study_identity(layout.root, "tune", study, params, search=search, asha=asha)
+        return Experiment("tune", study, identity, num_samples=study.trials,
+                          searcher=partial(build_searcher, study, params),
+                          scheduler=build_scheduler(study, params), trial_seed=params.trial_seed,
+                          parent_params={"profile": params.profile.name, **study.describe(),
+                                         "trial_seed": params.trial_seed})
+
+    def outputs_of(study: Study, run: StageRun | None) -> StageOutputs:
+        if run is None:
+            record = no_search(name, params.profile.name)
+            return StageOutputs({layout.tune_summary(name): record}, record)
+        summary = search_summary(layout, params, study, run, search, asha)
+        files = {layout.tune_summary(name): summary,
+                 layout.tune_dir(name) / "trials.csv": trial_rows(run.records, study),
+                 layout.optuna_trials(name): {  # the report's copy: the journal is outside DVC's outputs
+                     "study_name": run.optuna["study_name"], "direction": DIRECTIONS[study.mode],
+                     "trials": journal.load_rows(Path(run.optuna["storage"]), run.optuna["study_name"])}}
+        return StageOutputs(files, summary, {
+            f"best_{study.metric}": summary["best"]["objective"], "wall_s": run.wall_s,
+            **{f"trials_{k}": v for k, v in summary["counts"].items()}})
+
+    return run_study_stage(layout, params, "tune", name, experiment_of, outputs_of)
+
+
+def search_summary(layout: Layout, params: Params, study: Study, run: StageRun, search: dict[str, Any],
+                   asha: dict[str, Any]) -> dict[str, Any]:
+    """``summary.json`` of a finished search: its settings, best trial, outcome counts and every trial."""
+    best = best_trial(run.records, study)
     counts = Counter(r.outcome for r in run.records)
-    try:
-        best = best_trial(run.records, study)
-    except PipelineError:
-        run.close({}, status="FAILED")
-        raise
-    summary = {
-        "study": name, "status": "done", "profile": params.profile.name, "key": run.key,
+    return {
+        "study": study.name, "status": StageStatus.DONE, "profile": params.profile.name, "key": run.key,
         "benchmark": study.benchmark, "method": study.method, "objective": {"metric": study.metric,
                                                                              "mode": study.mode},
         "protocol": {"selection": "validation", "trial_seed": params.trial_seed, "final_seeds": study.seeds},
@@ -81,23 +87,15 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         "best": {"trial_id": best.trial_id, "config": best.config, "objective": best.metrics[study.metric],
                  "metrics": best.metrics, "accuracy_matrix": best.accuracy_matrix,
                  "val_accuracy_matrix": best.val_accuracy_matrix, "mlflow_run_id": best.run_id},
-        "counts": {k: counts.get(k, 0) for k in (COMPLETED, PRUNED, DIVERGED, FAILED)},
+        "counts": {k.value: counts.get(k, 0) for k in Outcome},
         "trials": [r.to_dict() for r in run.records],
         "resources_per_trial": run.resources, "trial_plan": run.plan.to_dict(), "wall_s": round(run.wall_s, 1),
         "resumed": run.resumed,
-        "optuna": {**run.optuna, "trials_file": layout.optuna_trials(name).name,
+        "optuna": {**run.optuna, "trials_file": layout.optuna_trials(study.name).name,
                    "dashboard": f"optuna-dashboard {run.optuna['storage']}"},
         "mlflow": {"experiment_id": run.experiment_id, "parent_run_id": run.parent_id,
                    "tracking_uri": run.client.tracking_uri},
     }
-    write_json(_replace_dir(layout, name), summary)
-    write_csv(layout.tune_dir(name) / "trials.csv", trial_rows(run.records, study))
-    write_json(layout.optuna_trials(name),  # the report's copy: the journal is outside DVC's outputs
-               {"study_name": run.optuna["study_name"], "direction": DIRECTIONS[study.mode],
-                "trials": journal.load_rows(Path(run.optuna["storage"]), run.optuna["study_name"])})
-    run.close({f"best_{study.metric}": best.metrics[study.metric], "wall_s": run.wall_s,
-               **{f"trials_{k}": v for k, v in summary["counts"].items()}})
-    return summary
 
 
 def run(layout: Layout, params: Params, study: str | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -45,17 +46,26 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     return path
 
 
-NO_SEARCH = "published_only"  # tune@<study> of a profile without search: final trains the published configuration
+class StageStatus(StrEnum):
+    """What a stage's output says it is: a finished stage, a study the profile does not run, a study planned
+    by ``prepare``, or a search that a profile without search did not run (final trains the published
+    configuration)."""
+
+    DONE = "done"
+    SKIPPED = "skipped"
+    PLANNED = "planned"
+    NO_SEARCH = "published_only"
+
 
 
 def skipped(study: str, profile: str) -> dict[str, Any]:
     """The output of a stage whose study the active profile does not run."""
-    return {"study": study, "status": "skipped", "profile": profile,
+    return {"study": study, "status": StageStatus.SKIPPED, "profile": profile,
             "reason": f"profile '{profile}' does not run this study"}
 
 
 def no_search(study: str, profile: str) -> dict[str, Any]:
     """The tune output of a study whose profile runs no search (the final stage trains the published
     configuration alone)."""
-    return {"study": study, "status": NO_SEARCH, "profile": profile, "wall_s": 0.0,
+    return {"study": study, "status": StageStatus.NO_SEARCH, "profile": profile, "wall_s": 0.0,
             "reason": f"profile '{profile}' runs no search: the final stage trains the published configuration"}
