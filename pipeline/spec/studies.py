@@ -210,28 +210,56 @@ def _final_seeds(data: Mapping[str, Any], source: str) -> list[int]:
     return final_seeds
 
 
-def parse_sweep(name: str, data: dict[str, Any], source: str) -> Study:
-    """Validate a sweep study (``kind: sweep``): a grid over one or two settings, each point trained with
-    every final seed on the base configuration (no search, so no ``trials`` and no search space)."""
-    data = schema.mapping(data, source, "", allowed=SWEEP_KEYS, required=("benchmark", "grid", "budget", "final"))
+@dataclass(frozen=True)
+class _Common:
+    """What search and sweep studies declare alike, validated."""
+
+    data: dict[str, Any]
+    benchmark: str
+    method: str
+    fixed: dict[str, Any]
+    budget: dict[str, Any]  # the training budget: settings of the base configuration
+    counts: dict[str, int]  # trials, concurrency
+    fixed_concurrency: bool
+    metric: str
+    mode: str
+    seeds: list[int]
+
+
+def _parse_common(data: Any, source: str, allowed: tuple[str, ...], required: tuple[str, ...],
+                  counts: tuple[str, ...], selection: str) -> _Common:
+    """The keys search and sweep studies share: benchmark and method, fixed settings, the budget (its
+    ``counts`` apart), the objective and the final seeds; the base configuration must hold out validation
+    data since ``selection`` is made on it."""
+    data = schema.mapping(data, source, "", allowed=allowed, required=required)
     benchmark, method = _benchmark_and_method(data, source)
     known = set(setting_names()) - RESERVED
     fixed = schema.mapping(data.get("fixed"), source, "fixed", allowed=known)
-    budget = schema.mapping(data["budget"], source, "budget", allowed=known | {"concurrency", FIXED_CONCURRENCY},
-                            required=("concurrency",))
-    concurrency = schema.integer(budget.pop("concurrency"), source, "budget.concurrency")
+    budget = schema.mapping(data["budget"], source, "budget", allowed=known | set(counts) | {FIXED_CONCURRENCY},
+                            required=counts)
+    numbers = {key: schema.integer(budget.pop(key), source, f"budget.{key}") for key in counts}
     fixed_concurrency = schema.boolean(budget.pop(FIXED_CONCURRENCY, False), source,
                                        f"budget.{FIXED_CONCURRENCY}")
     base = {**fixed, **budget}
     if _resolve(benchmark, method, base, source, "fixed").validation_size < 1:
-        raise bad(source, "budget.validation_size", "must be >= 1: the grid's best point is chosen on "
-                  "validation data", base.get("validation_size"))
-    grid = _grid(data["grid"], benchmark, method, base, source)
+        raise bad(source, "budget.validation_size", f"must be >= 1: {selection} on validation data",
+                  base.get("validation_size"))
     metric, mode = _objective(data, source)
-    study = Study(name=name, benchmark=benchmark, method=method, description=str(data.get("description", "")),
-                  fixed=fixed, space={}, trials=0, concurrency=concurrency,
-                  fixed_concurrency=fixed_concurrency, budget=budget, metric=metric,
-                  mode=mode, seeds=_final_seeds(data, source), kind="sweep", grid=grid)
+    return _Common(data, benchmark, method, fixed, budget, numbers, fixed_concurrency, metric, mode,
+                   _final_seeds(data, source))
+
+
+def parse_sweep(name: str, data: dict[str, Any], source: str) -> Study:
+    """Validate a sweep study (``kind: sweep``): a grid over one or two settings, each point trained with
+    every final seed on the base configuration (no search, so no ``trials`` and no search space)."""
+    common = _parse_common(data, source, SWEEP_KEYS, ("benchmark", "grid", "budget", "final"), ("concurrency",),
+                           "the grid's best point is chosen")
+    grid = _grid(common.data["grid"], common.benchmark, common.method, {**common.fixed, **common.budget}, source)
+    study = Study(name=name, benchmark=common.benchmark, method=common.method,
+                  description=str(common.data.get("description", "")), fixed=common.fixed, space={}, trials=0,
+                  concurrency=common.counts["concurrency"], fixed_concurrency=common.fixed_concurrency,
+                  budget=common.budget, metric=common.metric, mode=common.mode, seeds=common.seeds, kind="sweep",
+                  grid=grid)
     return Study(**{**study.__dict__, "trials": len(study.grid_points()) * len(study.seeds)})
 
 
@@ -252,18 +280,10 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
         raise bad(source, "kind", f"must be one of {', '.join(STUDY_KINDS)}", kind)
     if kind == "sweep":
         return parse_sweep(name, data, source)
-    data = schema.mapping(data, source, "", allowed=STUDY_KEYS,
-                          required=("benchmark", "search_space", "budget", "final"))
-    benchmark, method = _benchmark_and_method(data, source)
-    known = set(setting_names()) - RESERVED
-    fixed = schema.mapping(data.get("fixed"), source, "fixed", allowed=known)
-    budget = schema.mapping(data["budget"], source, "budget",
-                            allowed=known | set(BUDGET_KEYS) | {FIXED_CONCURRENCY}, required=BUDGET_KEYS)
-    trials = schema.integer(budget.pop("trials"), source, "budget.trials")
-    concurrency = schema.integer(budget.pop("concurrency"), source, "budget.concurrency")
-    fixed_concurrency = schema.boolean(budget.pop(FIXED_CONCURRENCY, False), source,
-                                       f"budget.{FIXED_CONCURRENCY}")
-    raw_space = schema.mapping(data["search_space"], source, "search_space", allowed=known)
+    common = _parse_common(data, source, STUDY_KEYS, ("benchmark", "search_space", "budget", "final"),
+                           BUDGET_KEYS, "trials are selected")
+    data, benchmark, method, fixed, budget = common.data, common.benchmark, common.method, common.fixed, common.budget
+    raw_space = schema.mapping(data["search_space"], source, "search_space", allowed=set(setting_names()) - RESERVED)
     if not raw_space:
         raise bad(source, "search_space", "must search at least one setting", raw_space)
     space = {k: _dimension(v, source, f"search_space.{k}") for k, v in raw_space.items()}
@@ -271,17 +291,12 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
         if key in fixed or key in budget:
             raise bad(source, f"search_space.{key}", "is also set in 'fixed' or 'budget'", raw_space[key])
     base = {**fixed, **budget}
-    if _resolve(benchmark, method, base, source, "fixed").validation_size < 1:
-        raise bad(source, "budget.validation_size", "must be >= 1: trials are selected on validation data",
-                  base.get("validation_size"))
     for key, dim in space.items():
         probes = list(dim.args)
         if dim.kind in ("uniform", "loguniform"):  # a fractional value catches integer-only settings
             probes.append(dim.args[0] + 0.377 * (dim.args[1] - dim.args[0]))
         for probe in probes:
             _resolve(benchmark, method, {**base, key: probe}, source, f"search_space.{key}")
-    metric, mode = _objective(data, source)
-    final_seeds = _final_seeds(data, source)
     paper = schema.mapping(data.get("paper"), source, "paper", allowed=("average_accuracy", "std", "source"))
     for key in ("average_accuracy", "std"):
         if paper.get(key) is not None:
@@ -295,9 +310,9 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
             if not space[key].contains(value):
                 raise bad(source, f"initial_points[{i}].{key}", "must lie in the search space", value)
     return Study(name=name, benchmark=benchmark, method=method, description=str(data.get("description", "")),
-                 fixed=fixed, space=space, trials=trials, concurrency=concurrency,
-                 fixed_concurrency=fixed_concurrency, budget=budget,
-                 metric=metric, mode=mode, seeds=final_seeds,
+                 fixed=fixed, space=space, trials=common.counts["trials"], concurrency=common.counts["concurrency"],
+                 fixed_concurrency=common.fixed_concurrency, budget=budget,
+                 metric=common.metric, mode=common.mode, seeds=common.seeds,
                  paper=paper, initial_points=[dict(p) for p in points])
 
 
