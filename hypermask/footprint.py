@@ -119,11 +119,6 @@ def estimate(cfg: Config) -> Footprint:
     return Footprint(data=data, model=FLOAT * scalars + RUNTIME_BYTES)
 
 
-def estimate_bytes(cfg: Config) -> int:
-    """Estimated peak memory of training ``cfg``, in bytes (data and model together)."""
-    return estimate(cfg).total
-
-
 def _gib(n: int) -> str:
     return f"{n / GIB:.1f} GiB"
 

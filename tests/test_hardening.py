@@ -84,18 +84,18 @@ def test_chunk_size_beyond_the_hypernetwork_output_is_refused() -> None:
 @pytest.mark.parametrize("benchmark", ["split_mnist", "permuted_mnist", "split_cifar100"])
 @pytest.mark.parametrize("method", ["hypermask", "hnet", "finetune"])
 def test_published_configurations_fit_a_16_gib_machine(benchmark, method) -> None:
-    from hypermask.footprint import check_fits, estimate_bytes
+    from hypermask.footprint import check_fits, estimate
 
     cfg = resolve_config(benchmark, method)
     check_fits(cfg, 16 * GIB)
-    assert 0.3 * GIB < estimate_bytes(cfg) < 16 * GIB
+    assert 0.3 * GIB < estimate(cfg).total < 16 * GIB
 
 
 def test_estimate_is_close_to_the_measured_split_mnist_run() -> None:
     """The published Split MNIST run peaks at about 1.2 GB resident (measured); the estimate is near it."""
-    from hypermask.footprint import estimate_bytes
+    from hypermask.footprint import estimate
 
-    assert 1.0e9 < estimate_bytes(resolve_config("split_mnist")) < 2.5e9
+    assert 1.0e9 < estimate(resolve_config("split_mnist")).total < 2.5e9
 
 
 def test_device_memory_is_checked_for_the_model_and_host_memory_for_the_data() -> None:

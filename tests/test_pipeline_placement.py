@@ -13,7 +13,7 @@ from pipeline.cluster.session import plan_resources, runtime_settings
 from pipeline.errors import PipelineError
 from pipeline.spec.params import ResourceRequest
 from pipeline.spec.studies import parse_study
-from pipeline.tuning.runner import Experiment, trial_trainable
+from pipeline.tuning.runner import TuneRequest, trial_trainable
 from pipeline.workspace.keys import runtime_identity, stage_key
 from pipeline_fixtures import TINY_STUDY
 
@@ -88,9 +88,9 @@ def test_planned_concurrency_and_device_enter_the_runtime_identity() -> None:
 
 def test_experiment_trial_count_caps_the_raise() -> None:
     study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
-    assert Experiment("tune", study, {}, num_samples=study.trials).trials == 3
+    assert TuneRequest("tune", study, {}, num_samples=study.trials).trials == 3
     grid = {"arm": {"grid_search": ["tuned", "published"]}, "seed": {"grid_search": [1, 2, 3]}}
-    assert Experiment("final", study, {}, num_samples=1, param_space=grid).trials == 6
+    assert TuneRequest("final", study, {}, num_samples=1, param_space=grid).trials == 6
 
 
 def test_fixed_concurrency_is_validated_and_kept() -> None:
@@ -122,7 +122,7 @@ def test_plan_on_fake_gpus_raises_concurrency_and_prints_it(fake_gpus, capsys) -
     study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
     runtime = runtime_settings(plan.resources(), "/data")
     assert runtime["device"] == "cuda"
-    wrapped = trial_trainable(Experiment("tune", study, {}, num_samples=3), runtime,
+    wrapped = trial_trainable(TuneRequest("tune", study, {}, num_samples=3), runtime,
                               plan_resources(ResourceRequest(gpus=0.5, accelerator_type="A100"), 1, 3),
                               experiment="/storage/tune-tiny-key")
     assert wrapped._resources.required_resources == {"CPU": 1.0, "GPU": 0.5, A100: 0.001}
@@ -149,7 +149,7 @@ def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
 
     params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()))
     study = parse_study("tiny", {**TINY_STUDY, "budget": {**TINY_STUDY["budget"], "concurrency": 1}}, "tiny.yaml")
-    exp = Experiment("tune", study, {}, num_samples=study.trials)
+    exp = TuneRequest("tune", study, {}, num_samples=study.trials)
     plan = plan_resources(AUTO, study.concurrency, exp.trials)
     assert plan.concurrency == 2 != study.concurrency  # raised from 1 to fill the 2 GPUs
     storage = str(tmp_path / "ray_storage")

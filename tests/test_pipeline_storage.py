@@ -21,7 +21,7 @@ from pipeline.tuning.storage import (
     remove_superseded,
     state_location,
     trial_end_location,
-    trial_state,
+    trial_folder,
 )
 from pipeline.workspace.layout import Layout
 from pipeline.workspace.results import REPLAYED
@@ -52,7 +52,7 @@ def test_trial_state_is_kept_on_the_storage_across_restarts(tmp_path: Path, uri:
     experiment = experiment_location(f"file://{storage}" if uri else str(storage), "tune-tiny-" + KEY)
     location = state_location(experiment, "run_trial_1_beta=0.1,lr=0.01")
     kept = storage / f"tune-tiny-{KEY}" / "run_trial_1_beta=0.1,lr=0.01" / "state"
-    with trial_state(location) as state:
+    with trial_folder(location) as state:
         assert state.folder.is_dir() and not any(state.folder.iterdir())
         (state.folder / "checkpoint.pt").write_bytes(b"task 1")
         state.persist()
@@ -62,7 +62,7 @@ def test_trial_state_is_kept_on_the_storage_across_restarts(tmp_path: Path, uri:
     assert (working == kept) != uri and working.exists() != uri  # a URI's working copy is removed
     assert _folders(kept) == ["checkpoint.pt"]
     (kept / "checkpoint.pt.part").write_bytes(b"torn")  # an upload cut short by a kill
-    with trial_state(location) as state:  # a retried or restored trial starts from what was stored
+    with trial_folder(location) as state:  # a retried or restored trial starts from what was stored
         assert (state.folder / "checkpoint.pt").read_bytes() == (b"task 1" if uri else b"task 2")
         state.persist()
     assert _folders(kept) == ["checkpoint.pt"] + ([] if uri else ["checkpoint.pt.part"])  # replaced, not re-sent

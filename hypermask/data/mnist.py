@@ -23,7 +23,7 @@ register_dataset(DatasetSpec(
     load=load, download=download, image_shape=(28, 28), classes=10, train_size=60_000, test_size=10_000,
     train_per_class=5421))
 
-# Published configurations (../design: HyperMask paper, table of hyperparameters). A method's own published
+# Published configurations (the HyperMask paper, its table of hyperparameters). A method's own published
 # configuration (HNET's) lives with the method (hypermask/methods/<name>/__init__.py).
 register_benchmark(BenchmarkSpec(
     name="permuted_mnist", dataset="mnist", build="hypermask.data.streams:permuted_mnist",

@@ -32,11 +32,6 @@ def reductions(config: Config) -> list[str]:
             if published[k] != used[k]]
 
 
-def comparable(config: Config) -> bool:
-    """Whether a run of ``config`` may stand beside the published figure."""
-    return not reductions(config)
-
-
 def verdict(difference: Mapping[str, Any]) -> str:
     """One phrase: which arm is ahead, and whether by more than the seed spread."""
     if not difference.get("pairs"):

@@ -17,7 +17,7 @@ def _pm(score: Mapping[str, float] | None, digits: int = 2) -> str:
     return "–" if not score else f"{score['mean']:.{digits}f} ± {score['std']:.{digits}f}"
 
 
-def test_score(metrics: Mapping[str, Any]) -> str:
+def reported_score(metrics: Mapping[str, Any]) -> str:
     """The test counterpart of the sweep's validation objective: what its answer is stated in."""
     return metrics["objective"]["metric"].removeprefix("val_")
 
@@ -25,7 +25,7 @@ def test_score(metrics: Mapping[str, Any]) -> str:
 def answer(metrics: Mapping[str, Any]) -> str:
     """One sentence from the numbers: the range of the test score over the grid, the best point on validation,
     which points lie within the seed spread of it, and its mask density and overlap."""
-    key = test_score(metrics)
+    key = reported_score(metrics)
     name = key.replace("_", " ")
     points = [p for p in metrics["points"] if key in p]
     if not points:

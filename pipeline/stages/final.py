@@ -14,7 +14,7 @@ from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
 from pipeline.spec.studies import Study
 from pipeline.tracking.model import register, registered_name
-from pipeline.tuning.runner import Experiment, StageRun
+from pipeline.tuning.runner import StageRun, TuneRequest
 from pipeline.tuning.stage import StageOutputs, metrics_files, run_study_stage
 from pipeline.workspace.keys import study_identity
 from pipeline.workspace.layout import Layout
@@ -89,13 +89,13 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         tuned.update(read_json(layout.tune_summary(name), f"tune@{name}"))
         return tuned.get("status") in (StageStatus.DONE, StageStatus.NO_SEARCH)
 
-    def experiment_of(study: Study) -> Experiment:
+    def request_of(study: Study) -> TuneRequest:
         arms = arms_of(tuned)
         best = arms.get(TUNED, {})
         identity = study_identity(layout.root, "final", study, params, best=best, tune_key=tuned.get("key"),
                                   arms=arms)
         trained = trained_arms(study, arms)
-        return Experiment("final", study, identity, num_samples=1, save_models=True,
+        return TuneRequest("final", study, identity, num_samples=1, save_models=True,
                           param_space={"arm": tune.grid_search(list(trained)),
                                        "seed": tune.grid_search(study.seeds)},
                           arms=trained,
@@ -112,7 +112,7 @@ def final_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         return StageOutputs(metrics_files(layout, "final", name, runs, metrics), metrics,
                             _parent_metrics(metrics, run.wall_s))
 
-    return run_study_stage(layout, params, "final", name, experiment_of, outputs_of, ready=searched)
+    return run_study_stage(layout, params, "final", name, request_of, outputs_of, ready=searched)
 
 
 def best_final_run(records: list[TrialRecord], metric: str, mode: str) -> TrialRecord | None:

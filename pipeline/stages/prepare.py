@@ -38,7 +38,7 @@ def prepare(layout: Layout, params: Params) -> Path:
 
 def plan(study: Study, params: Params) -> dict[str, Any]:
     """Everything from the study file and params.yaml that defines the study's results under the active
-    profile (the DVC input of its tune and final stages)."""
+    profile (the DVC input of its tune, final or sweep stages)."""
     if not params.runs(study.name):
         return skipped(study.name, params.profile.name)
     return {"study": study.name, "status": StageStatus.PLANNED, "profile": params.profile.name,

@@ -1,8 +1,8 @@
-"""Stage ``report``: ``reports/report.md`` and its PNG plots from the tune and final outputs.
+"""Stage ``report``: ``reports/report.md`` and its PNG plots from the tune, final and sweep outputs.
 
 The headline is, per study, the tuned configuration against the published one at the same budget on the
 same seeds. The paper's figure stands beside a number only when that run has the published budget and
-sizes (:func:`pipeline.analysis.compare.comparable`); otherwise the report says so in its place."""
+sizes (no :func:`pipeline.analysis.compare.reductions`); otherwise the report says so in its place."""
 
 from __future__ import annotations
 

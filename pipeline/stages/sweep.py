@@ -11,7 +11,7 @@ from ray import tune
 from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
 from pipeline.spec.studies import Study, load_study
-from pipeline.tuning.runner import Experiment, StageRun
+from pipeline.tuning.runner import StageRun, TuneRequest
 from pipeline.tuning.stage import StageOutputs, metrics_files, run_study_stage
 from pipeline.workspace.keys import study_identity
 from pipeline.workspace.layout import Layout
@@ -128,11 +128,11 @@ def sweep_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     per-seed runs and the metrics file."""
     bases: dict[str, dict[str, Any]] = {}
 
-    def experiment_of(study: Study) -> Experiment:
+    def request_of(study: Study) -> TuneRequest:
         base = bases.setdefault(study.name, base_configuration(layout, params, study))
         arms = point_arms(study, base)
         identity = study_identity(layout.root, "sweep", study, params, base=base["settings"], arms=arms)
-        return Experiment("sweep", study, identity, num_samples=1,
+        return TuneRequest("sweep", study, identity, num_samples=1,
                           param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(study.seeds)},
                           arms=arms,
                           parent_params={"profile": params.profile.name, **study.describe(),
@@ -145,7 +145,7 @@ def sweep_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
         return StageOutputs(metrics_files(layout, "sweep", name, runs, metrics), metrics,
                             _parent_metrics(metrics["points"], run.wall_s))
 
-    return run_study_stage(layout, params, "sweep", name, experiment_of, outputs_of)
+    return run_study_stage(layout, params, "sweep", name, request_of, outputs_of)
 
 
 def run(layout: Layout, params: Params, study: str | None) -> None:

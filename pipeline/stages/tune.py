@@ -11,7 +11,7 @@ from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
 from pipeline.spec.studies import DIRECTIONS, Study
 from pipeline.tuning import journal
-from pipeline.tuning.runner import Experiment, StageRun
+from pipeline.tuning.runner import StageRun, TuneRequest
 from pipeline.tuning.search import build_scheduler, build_searcher, rung_task
 from pipeline.tuning.stage import StageOutputs, run_study_stage
 from pipeline.workspace.keys import study_identity
@@ -44,11 +44,11 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
     Everything is validated before the stage's previous outputs are replaced."""
     search, asha = params.search_settings(), params.asha_settings()
 
-    def experiment_of(study: Study) -> Experiment | None:
+    def request_of(study: Study) -> TuneRequest | None:
         if not params.profile.search:  # nothing to search: final trains the published arm
             return None
         identity = study_identity(layout.root, "tune", study, params, search=search, asha=asha)
-        return Experiment("tune", study, identity, num_samples=study.trials,
+        return TuneRequest("tune", study, identity, num_samples=study.trials,
                           searcher=partial(build_searcher, study, params),
                           scheduler=build_scheduler(study, params), trial_seed=params.trial_seed,
                           parent_params={"profile": params.profile.name, **study.describe(),
@@ -68,7 +68,7 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
             f"best_{study.metric}": summary["best"]["objective"], "wall_s": run.wall_s,
             **{f"trials_{k}": v for k, v in summary["counts"].items()}})
 
-    return run_study_stage(layout, params, "tune", name, experiment_of, outputs_of)
+    return run_study_stage(layout, params, "tune", name, request_of, outputs_of)
 
 
 def search_summary(layout: Layout, params: Params, study: Study, run: StageRun, search: dict[str, Any],

@@ -1,4 +1,4 @@
-"""One Ray Tune experiment of a study stage, tracked in MLflow and resumable: shared by tune and final."""
+"""One Ray Tune experiment of a study stage, tracked in MLflow and resumable: shared by tune, final and sweep."""
 
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ from pipeline.workspace.results import (
 
 
 @dataclass(frozen=True)
-class Experiment:
+class TuneRequest:
     """What a stage asks Ray Tune to run for one study."""
 
-    stage: str  # "tune" or "final"
+    stage: str  # "tune", "final" or "sweep"
     study: Study
     identity: dict[str, Any]  # what defines the results apart from where trials run (pipeline.workspace.keys)
     num_samples: int
@@ -107,30 +107,30 @@ class StageRun:
         self.client.set_terminated(self.parent_id, status=status)
 
 
-def trial_trainable(exp: Experiment, runtime: dict[str, Any], plan: TrialPlan, experiment: str,
+def trial_trainable(request: TuneRequest, runtime: dict[str, Any], plan: TrialPlan, experiment: str,
                     node_data: bool = False) -> Any:
-    """The Tune trainable of ``exp``'s trials, asking Ray for the plan's resources per trial; ``experiment``
+    """The Tune trainable of ``request``'s trials, asking Ray for the plan's resources per trial; ``experiment``
     is the Tune experiment's location on Ray's storage (where the trials keep their task checkpoints);
     ``node_data``: each node prepares its own copy of the data under the runtime's ``data_root``."""
     return tune.with_resources(
-        tune.with_parameters(run_trial, study=exp.study, runtime=runtime, save_models=exp.save_models,
-                             default_seed=exp.trial_seed, arms=exp.arms, experiment=experiment,
+        tune.with_parameters(run_trial, study=request.study, runtime=runtime, save_models=request.save_models,
+                             default_seed=request.trial_seed, arms=request.arms, experiment=experiment,
                              node_data=node_data),
         plan.request())
 
 
-def optuna_study(layout: Layout, params: Params, exp: Experiment, key: str) -> dict[str, str]:
+def optuna_study(layout: Layout, params: Params, request: TuneRequest, key: str) -> dict[str, str]:
     """Where the search's Optuna study lives: its journal file and study name (the Tune experiment's)."""
-    if exp.searcher is None:
+    if request.searcher is None:
         return {}
-    name = exp.name(key)
+    name = request.name(key)
     path = journal.journal_path(layout.resolve(params.ray_storage), name, layout.local_storage)
     return {"storage": str(path), "study_name": name}
 
 
-def _tracker(params: Params, exp: Experiment, key: str, uri: str, tags: dict[str, str]) -> tracking.TrialTracker:
+def _tracker(params: Params, request: TuneRequest, key: str, uri: str, tags: dict[str, str]) -> tracking.TrialTracker:
     """The MLflow callback of the stage's trials (tags: the profile and the run's context)."""
-    return tracking.TrialTracker(uri, exp.study.name, exp.stage, key, exp.save_models, arms=exp.arms,
+    return tracking.TrialTracker(uri, request.study.name, request.stage, key, request.save_models, arms=request.arms,
                                  tags={tracking.TAG_PROFILE: params.profile.name, **tags})
 
 
@@ -141,7 +141,7 @@ def _user_error(err: BaseException) -> PipelineError | None:
     return err
 
 
-def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, storage: str, trainable: Any,
+def _tuner(layout: Layout, params: Params, request: TuneRequest, key: str, storage: str, trainable: Any,
            uri: str, tags: dict[str, str], concurrency: int) -> tuple[tune.Tuner, bool]:
     """A new Tuner on ``storage``, or the earlier experiment of the same key restored; the flag says which.
 
@@ -151,25 +151,25 @@ def _tuner(layout: Layout, params: Params, exp: Experiment, key: str, storage: s
     A new Tuner starts a new journal of that name. Every trial that ends first leaves its last result
     for a restore that finds it still running (:class:`pipeline.tuning.storage.TrialEndWriter`); its checkpoints
     are deleted after the tracker has logged it (:class:`pipeline.tuning.storage.CheckpointCleaner`)."""
-    name = exp.name(key)
+    name = request.name(key)
     path = experiment_location(storage, name)
-    found = optuna_study(layout, params, exp, key)
+    found = optuna_study(layout, params, request, key)
     if tune.Tuner.can_restore(path):
         print(f"resuming {name} from {path}", flush=True)
         if found:  # the restored searcher writes on in its journal
             journal.release_stale_lock(Path(found["storage"]))
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False), True
-    searcher = exp.searcher(name, journal.open_storage(Path(found["storage"]), fresh=True)) if found else None
+    searcher = request.searcher(name, journal.open_storage(Path(found["storage"]), fresh=True)) if found else None
     return tune.Tuner(
         trainable,
-        param_space=exp.param_space,
-        tune_config=tune.TuneConfig(num_samples=exp.num_samples, max_concurrent_trials=concurrency,
-                                    search_alg=searcher, scheduler=exp.scheduler, reuse_actors=False),
+        param_space=request.param_space,
+        tune_config=tune.TuneConfig(num_samples=request.num_samples, max_concurrent_trials=concurrency,
+                                    search_alg=searcher, scheduler=request.scheduler, reuse_actors=False),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[TrialEndWriter(), _tracker(params, exp, key, uri, tags), CheckpointCleaner()]),
+            callbacks=[TrialEndWriter(), _tracker(params, request, key, uri, tags), CheckpointCleaner()]),
     ), False
 
 
@@ -211,42 +211,42 @@ def _record(result: Any, runs: dict[str, str], metric: str) -> TrialRecord:
     )
 
 
-def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
+def run_experiment(layout: Layout, params: Params, request: TuneRequest) -> StageRun:
     """Check MLflow, start Ray and plan the trials' resources, open the parent run under the stage's key,
     run (or resume, same key only) the Tune experiment, collect its trials."""
     started = time.perf_counter()
     uri = tracking.tracking_uri(layout, params.tracking_uri)
     client = tracking.connect(uri)  # fails here, before Ray or any trial starts
-    experiment_id = tracking.ensure_experiment(client, exp.study.name)
+    experiment_id = tracking.ensure_experiment(client, request.study.name)
     parent_id = ""
     try:
         with ray_session(params):
-            check_trials_fit(exp.study, exp.trial_seed)
-            plan = plan_resources(params.resources, exp.study.concurrency, exp.trials, exp.study.fixed_concurrency)
+            check_trials_fit(request.study, request.trial_seed)
+            plan = plan_resources(params.resources, request.study.concurrency, request.trials, request.study.fixed_concurrency)
             runtime = runtime_settings(plan.resources(), params.data_node_root or layout.resolve(params.data_root))
-            concurrency = plan.concurrency if exp.searches else None
-            key = stage_key(exp.identity, runtime, concurrency)
-            parent_id, created = tracking.ensure_run(client, experiment_id, exp.stage,
-                                                     {tracking.TAG_STAGE: exp.stage, tracking.TAG_KEY: key})
+            concurrency = plan.concurrency if request.searches else None
+            key = stage_key(request.identity, runtime, concurrency)
+            parent_id, created = tracking.ensure_run(client, experiment_id, request.stage,
+                                                     {tracking.TAG_STAGE: request.stage, tracking.TAG_KEY: key})
             if created:
-                settings = {**exp.identity["settings"], **runtime_identity(runtime, concurrency)}
-                tracking.log_params(client, parent_id, {**exp.parent_params,
+                settings = {**request.identity["settings"], **runtime_identity(runtime, concurrency)}
+                tracking.log_params(client, parent_id, {**request.parent_params,
                                                         **{f"config.{k}": v for k, v in settings.items()}})
-                client.log_dict(parent_id, exp.study.to_dict(), "study.json")
+                client.log_dict(parent_id, request.study.to_dict(), "study.json")
                 client.set_tag(parent_id, tracking.TAG_PROFILE, params.profile.name)
-                client.log_inputs(parent_id, context.dataset_inputs(exp.study.benchmark))
+                client.log_inputs(parent_id, context.dataset_inputs(request.study.benchmark))
             tags = context.run_tags(layout.root)  # this stage run's code and tools (a resumed one may differ)
             tracking.set_tags(client, parent_id, tags)
             storage = layout.resolve(params.ray_storage)
-            trainable = trial_trainable(exp, runtime, plan, experiment_location(storage, exp.name(key)),
+            trainable = trial_trainable(request, runtime, plan, experiment_location(storage, request.name(key)),
                                         node_data=bool(params.data_node_root))
-            tuner, resumed = _tuner(layout, params, exp, key, storage, trainable, uri, tags, plan.concurrency)
+            tuner, resumed = _tuner(layout, params, request, key, storage, trainable, uri, tags, plan.concurrency)
             grid = tuner.fit()
-            tracking.close_open_runs(_tracker(params, exp, key, uri, tags), grid)
-            drop_trial_ends(experiment_location(storage, exp.name(key)))  # Tune's state is saved whole now
-            for gone in remove_superseded(storage, exp.prefix, key):
+            tracking.close_open_runs(_tracker(params, request, key, uri, tags), grid)
+            drop_trial_ends(experiment_location(storage, request.name(key)))  # Tune's state is saved whole now
+            for gone in remove_superseded(storage, request.prefix, key):
                 journal.journal_path(storage, Path(gone).name, layout.local_storage).unlink(missing_ok=True)
-                print(f"removed {gone} (superseded by {exp.name(key)})", flush=True)
+                print(f"removed {gone} (superseded by {request.name(key)})", flush=True)
     except BaseException as err:
         if parent_id:
             try:
@@ -258,6 +258,6 @@ def run_experiment(layout: Layout, params: Params, exp: Experiment) -> StageRun:
             raise PipelineError(str(cause)) from None  # one line, not Tune's traceback
         raise
     runs = tracking.child_runs(client, experiment_id, parent_id)
-    records = [_record(result, runs, exp.study.metric) for result in grid]
+    records = [_record(result, runs, request.study.metric) for result in grid]
     return StageRun(records, key, client, experiment_id, parent_id, plan, time.perf_counter() - started,
-                    resumed, optuna_study(layout, params, exp, key))
+                    resumed, optuna_study(layout, params, request, key))

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
 from pipeline.spec.studies import Study, load_checked_study
-from pipeline.tuning.runner import Experiment, StageRun, run_experiment
+from pipeline.tuning.runner import StageRun, TuneRequest, run_experiment
 from pipeline.workspace.graph import STAGES
 from pipeline.workspace.layout import Layout
 from pipeline.workspace.outputs import fresh_dir, write_csv, write_json
@@ -29,18 +29,18 @@ class StageOutputs:
 
 
 def run_study_stage(layout: Layout, params: Params, stage: str, name: str,
-                    experiment_of: Callable[[Study], Experiment | None],
+                    request_of: Callable[[Study], TuneRequest | None],
                     outputs_of: Callable[[Study, StageRun | None], StageOutputs],
                     ready: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Run ``stage`` of study ``name``: skipped when the profile does not run it (or ``ready()`` says its
-    inputs are not there); else the experiment ``experiment_of(study)`` (None: nothing to train) and the
+    inputs are not there); else the experiment ``request_of(study)`` (None: nothing to train) and the
     files ``outputs_of(study, run)``, written into the freshly emptied output folder."""
     spec = STAGES[stage]
     params.require_study(name, kind=spec.study_kind)
     if not params.runs(name) or (ready is not None and not ready()):
         return write_skipped(layout, params, stage, name)
     study = load_checked_study(layout, name, params)
-    experiment = experiment_of(study)
+    experiment = request_of(study)
     run = run_experiment(layout, params, experiment) if experiment is not None else None
     try:
         outputs = outputs_of(study, run)

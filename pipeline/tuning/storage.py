@@ -62,7 +62,7 @@ def _remove(fs: pafs.FileSystem, path: str) -> None:
 
 
 @dataclass(frozen=True)
-class TrialState:
+class TrialFolder:
     """The local folder a trial writes its task checkpoints into, and where they are kept.
 
     On a local (or shared, mounted) folder the trial writes straight into storage; on a URI it writes
@@ -97,19 +97,19 @@ def state_location(experiment: str, trial_dir: str) -> str:
 
 
 @contextmanager
-def trial_state(location: str) -> Iterator[TrialState]:
-    """The trial's state folder for ``location`` (see :class:`TrialState`); a temporary folder is
+def trial_folder(location: str) -> Iterator[TrialFolder]:
+    """The trial's state folder for ``location`` (see :class:`TrialFolder`); a temporary folder is
     filled from the storage first and removed on exit."""
     if not is_uri(location):
         folder = Path(location)
         folder.mkdir(parents=True, exist_ok=True)
-        yield TrialState(folder)
+        yield TrialFolder(folder)
         return
     fs, remote = filesystem(location)
     with tempfile.TemporaryDirectory(prefix="hypermask-state-") as temp:
         if _exists(fs, remote):
             pafs.copy_files(remote, temp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-        yield TrialState(Path(temp), fs, remote)
+        yield TrialFolder(Path(temp), fs, remote)
 
 
 def drop_checkpoints(fs: pafs.FileSystem, trial_path: str) -> None:

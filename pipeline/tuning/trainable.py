@@ -13,7 +13,7 @@ from hypermask.data import dataset_for, prepare_dataset
 from hypermask.train import DivergedError, TaskReport, train_continual
 from pipeline.spec.studies import Study
 from pipeline.tracking.runs import MODEL_DIR
-from pipeline.tuning.storage import read_trial_end, state_location, trial_end_location, trial_state
+from pipeline.tuning.storage import read_trial_end, state_location, trial_end_location, trial_folder
 from pipeline.workspace.results import NODE, REPLAYED, diverged_result, final_result, task_result
 
 
@@ -51,7 +51,7 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     def send(result: dict[str, Any], **options: Any) -> None:
         tune.report({**result, NODE: node}, **options)
 
-    with trial_state(location) as state:
+    with trial_folder(location) as state:
         last: dict[str, Any] = {}
 
         def report(task_report: Any) -> None:
