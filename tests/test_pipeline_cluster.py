@@ -98,12 +98,17 @@ def test_ray_job_submit_runs_a_study_on_a_local_head(tmp_path: Path, mirror: Pat
     try:
         _wait_for_dashboard(url, head)
         runtime_env = {"excludes": EXCLUDES, "env_vars": {"HYPERMASK_DATA_MIRROR": str(mirror)}}
-        job = subprocess.run(
-            ["ray", "job", "submit", "--address", url, "--working-dir", str(root),
-             "--runtime-env-json", json.dumps(runtime_env), "--",
-             "python", "-m", "pipeline", "--root", str(root), "tune", "split_mnist"],
-            env=env, capture_output=True, text=True, timeout=480)
-        log = job.stdout + job.stderr
+        deadline = time.time() + 120
+        while True:  # the head answers before its job agent is up ("No available agent ... try again later")
+            job = subprocess.run(
+                ["ray", "job", "submit", "--address", url, "--working-dir", str(root),
+                 "--runtime-env-json", json.dumps(runtime_env), "--",
+                 "python", "-m", "pipeline", "--root", str(root), "tune", "split_mnist"],
+                env=env, capture_output=True, text=True, timeout=480)
+            log = job.stdout + job.stderr
+            if job.returncode == 0 or "try again later" not in log or time.time() > deadline:
+                break
+            time.sleep(3)
         assert job.returncode == 0 and "succeeded" in log, log
         summary = json.loads((root / "results" / "tune" / "split_mnist" / "summary.json").read_text())
         assert summary["status"] == "done" and len(summary["trials"]) == 2

@@ -101,6 +101,14 @@ def test_dvc_repro_killed_mid_study_resumes_and_reports(tmp_path: Path, mirror: 
     status = _run(["dvc", "status"], root, env)
     assert "up to date" in status.stdout
 
+    # A figure's colour is the report's code only: editing pipeline/analysis leaves every search up to date.
+    plots_module = root / "pipeline" / "analysis" / "plots.py"
+    original = plots_module.read_text()
+    plots_module.write_text(original + "\n# another colour\n")
+    changed = json.loads(_run(["dvc", "status", "--json"], root, env).stdout)
+    assert sorted(changed) == ["report"], changed
+    plots_module.write_text(original)
+
     # A broken study file stops the pipeline before any stage deletes what earlier runs recorded.
     recorded = {p: p.read_bytes() for p in (root / "results" / "tune" / "split_mnist").iterdir()}
     metrics_before = (root / "metrics" / "split_mnist.json").read_bytes()
