@@ -19,6 +19,20 @@ def pytest_configure(config: pytest.Config) -> None:
     pin_mirror()
 
 
+TIERS = {"library": "library", "unit": "unit", "integration": "integration", "system": "system"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test carries the marker of its tier, from its folder: ``library``, ``unit`` and ``integration``
+    (under ``pipeline/``), ``system``; so ``-m "library or unit"`` is the fast loop."""
+    here = Path(__file__).parent
+    for item in items:
+        parts = Path(item.path).relative_to(here).parts
+        tier = next((TIERS[part] for part in parts[:-1] if part in TIERS), None)
+        if tier is not None:
+            item.add_marker(tier)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Keep the fault handler on after pytest's own is switched off, so that a crash while the interpreter

@@ -1,11 +1,17 @@
-"""Shared helpers of the pipeline tests: a temporary copy of the project, the data mirror, MLflow queries."""
+"""Shared helpers of the pipeline tests: a temporary copy of the project, the data mirror, MLflow queries, and the
+Ray processes a test starts itself."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +106,60 @@ def metric_steps(uri: str, run_id: str, key: str = "task_average_accuracy") -> l
     from mlflow.tracking import MlflowClient
 
     return [m.step for m in MlflowClient(uri).get_metric_history(run_id, key)]
+
+
+# Ray processes a test starts itself (a head, workers): ports, readiness, stopping them.
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_dashboard(url: str, head: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert head.poll() is None, f"ray start exited:\n{head.stdout.read()}"
+        try:
+            urllib.request.urlopen(f"{url}/api/version", timeout=2).close()
+            return
+        except urllib.error.HTTPError:  # answering (an auth error is an answer)
+            return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"the Ray dashboard at {url} did not answer within {seconds} s")
+
+
+def processes_using(marker: str) -> list[int]:
+    """Ids of live processes whose command line mentions ``marker`` (this test's Ray temp folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process group a test started (``start_new_session``), SIGKILL it if it does not end."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def reap(marker: str) -> None:
+    """Wait up to 30 s for the processes mentioning ``marker`` to end, then SIGKILL those left."""
+    deadline = time.time() + 30
+    while processes_using(marker) and time.time() < deadline:
+        time.sleep(1)
+    for pid in processes_using(marker):
+        os.kill(pid, signal.SIGKILL)

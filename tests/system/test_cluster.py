@@ -3,77 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from pipeline_fixtures import copy_project, only_studies, runs_by_parent, tool_env
+from pipeline_fixtures import (
+    copy_project,
+    free_port,
+    only_studies,
+    processes_using,
+    reap,
+    runs_by_parent,
+    stop_process_group,
+    tool_env,
+    wait_for_dashboard,
+)
 
 EXCLUDES = ["data", "ray_storage", "mlflow.db", "mlartifacts", "results", "metrics", "reports", ".git"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_dashboard(url: str, head: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        assert head.poll() is None, f"ray start exited:\n{head.stdout.read()}"
-        try:
-            urllib.request.urlopen(f"{url}/api/version", timeout=2).close()
-            return
-        except urllib.error.HTTPError:  # answering (an auth error is an answer)
-            return
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(f"the Ray dashboard at {url} did not answer within {seconds} s")
-
-
-def _processes_using(marker: str) -> list[int]:
-    """Ids of live processes whose command line mentions ``marker`` (this test's Ray temp folder)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process group a test started (``start_new_session``), SIGKILL it if it does not end."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=30)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def reap(marker: str) -> None:
-    """Wait up to 30 s for the processes mentioning ``marker`` to end, then SIGKILL those left."""
-    deadline = time.time() + 30
-    while _processes_using(marker) and time.time() < deadline:
-        time.sleep(1)
-    for pid in _processes_using(marker):
-        os.kill(pid, signal.SIGKILL)
 
 
 def _stop_head(head: subprocess.Popen, temp_dir: str) -> None:
@@ -86,7 +35,7 @@ def test_ray_job_submit_runs_a_study_on_a_local_head(tmp_path: Path, mirror: Pat
     root = copy_project(tmp_path / "project", data={"root": str(mirror)})
     only_studies(root, "split_mnist", trials=2, tasks=1)
     temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's socket paths must stay short
-    gcs_port, dashboard_port = _free_port(), _free_port()
+    gcs_port, dashboard_port = free_port(), free_port()
     env = tool_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                    HYPERMASK_DATA_MIRROR=str(mirror), RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
     head = subprocess.Popen(
@@ -96,7 +45,7 @@ def test_ray_job_submit_runs_a_study_on_a_local_head(tmp_path: Path, mirror: Pat
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{dashboard_port}"
     try:
-        _wait_for_dashboard(url, head)
+        wait_for_dashboard(url, head)
         runtime_env = {"excludes": EXCLUDES, "env_vars": {"HYPERMASK_DATA_MIRROR": str(mirror)}}
         deadline = time.time() + 120
         while True:  # the head answers before its job agent is up ("No available agent ... try again later")
@@ -117,5 +66,5 @@ def test_ray_job_submit_runs_a_study_on_a_local_head(tmp_path: Path, mirror: Pat
         assert len(children) == 2
     finally:
         _stop_head(head, temp_dir)
-    assert not _processes_using(temp_dir)
+    assert not processes_using(temp_dir)
     shutil.rmtree(temp_dir, ignore_errors=True)

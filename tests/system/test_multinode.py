@@ -26,8 +26,18 @@ import yaml
 from hypermask.data import verify_dataset
 from pipeline.workspace.layout import Layout
 from pipeline.workspace.outputs import write_json
-from pipeline_fixtures import copy_project, only_studies, runs_by_parent, tool_env, write_study
-from test_pipeline_cluster import _free_port, _processes_using, _wait_for_dashboard, reap, stop_process_group
+from pipeline_fixtures import (
+    copy_project,
+    free_port,
+    only_studies,
+    processes_using,
+    reap,
+    runs_by_parent,
+    stop_process_group,
+    tool_env,
+    wait_for_dashboard,
+    write_study,
+)
 
 pytestmark = pytest.mark.multinode
 
@@ -44,7 +54,7 @@ class LocalCluster:
 
     def __init__(self, mirror: Path) -> None:
         self.temp_dir = tempfile.mkdtemp(prefix="raym", dir="/tmp")  # short: Ray's socket paths stay short
-        self.gcs_port, self.dashboard_port = _free_port(), _free_port()
+        self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.env = tool_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                             HYPERMASK_DATA_MIRROR=str(mirror), RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
                             RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
@@ -52,7 +62,7 @@ class LocalCluster:
         self.head = self._start("head", ["--head", f"--port={self.gcs_port}", "--num-cpus=0",
                                          "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                                          f"--dashboard-port={self.dashboard_port}", f"--temp-dir={self.temp_dir}"])
-        _wait_for_dashboard(self.dashboard_url, self.head)
+        wait_for_dashboard(self.dashboard_url, self.head)
 
     @property
     def address(self) -> str:
@@ -63,7 +73,7 @@ class LocalCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def _start(self, name: str, options: list[str]) -> subprocess.Popen:
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             ["ray", "start", "--block", "--node-ip-address=127.0.0.1", f"--node-manager-port={port}",
              "--disable-usage-stats", *options],
@@ -99,7 +109,7 @@ class LocalCluster:
         is ``raylet`` and whose node manager port is that node's."""
         wanted = f"--node_manager_port={self.nodes[name][1]}"
         raylets = []
-        for pid in _processes_using(self.temp_dir):
+        for pid in processes_using(self.temp_dir):
             try:
                 args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
             except OSError:
@@ -169,7 +179,7 @@ def cluster(mirror: Path) -> Iterator[LocalCluster]:
         yield started
     finally:
         started.stop()
-    assert not _processes_using(started.temp_dir)
+    assert not processes_using(started.temp_dir)
     shutil.rmtree(started.temp_dir, ignore_errors=True)  # nothing of the cluster is left behind
 
 
