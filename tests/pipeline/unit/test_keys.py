@@ -3,9 +3,6 @@ settings, data or profile starts a fresh search instead of restoring the old one
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ from pipeline.spec.params import load_params
 from pipeline.spec.studies import load_study
 from pipeline.workspace.keys import stage_key, study_identity
 from pipeline.workspace.layout import Layout
-from pipeline_fixtures import copy_project, only_studies, tool_env, write_study
+from pipeline_fixtures import copy_project
 
 RUNTIME = {"threads": 1, "device": "cpu", "data_root": "/data", "progress": False}
 
@@ -70,28 +67,3 @@ def test_result_affecting_settings_profile_and_runtime_change_the_key(root: Path
     text = (root / "studies" / "split_mnist.yaml").read_text()
     (root / "studies" / "split_mnist.yaml").write_text(text.replace("fixed: {}", "fixed: {eval_batch_size: 64}"))
     assert _key(root) != before
-
-
-def test_a_tune_stage_after_a_library_change_searches_afresh(tmp_path: Path, mirror: Path) -> None:
-    root = copy_project(tmp_path / "project", data={"root": str(mirror)})
-    write_study(root, "tiny", {"benchmark": "split_mnist", "search_space": {"beta": {"choice": [1e-3, 1e-2]}},
-                               "budget": {"trials": 1, "concurrency": 1, "tasks": 1, "iterations": 5,
-                                          "train_subset": 200, "validation_size": 100},
-                               "final": {"seeds": [1, 2, 3]}})
-    only_studies(root, "tiny")
-    env = tool_env(HYPERMASK_DATA_MIRROR=str(mirror))
-
-    def tune() -> tuple[str, dict]:
-        done = subprocess.run([sys.executable, "-m", "pipeline", "tune", "tiny"], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        return done.stdout + done.stderr, json.loads((root / "results/tune/tiny/summary.json").read_text())
-
-    _, first = tune()
-    output, again = tune()
-    assert "resuming" in output and again["key"] == first["key"]  # unchanged inputs: restored
-    _replace(root / "hypermask" / "config.py", "eval_every: int = 100", "eval_every: int = 50")
-    output, fresh = tune()
-    assert "resuming" not in output and fresh["key"] != first["key"]
-    kept = f"tune-tiny-{fresh['key']}"  # the old experiment and its Optuna journal removed
-    assert sorted(p.name for p in (root / "ray_storage").iterdir()) == [kept, f"{kept}.optuna.log"]
