@@ -57,8 +57,8 @@ def percentile_threshold(values: Tensor, percent: float, hint: ThresholdHint | N
     high = min(low + 1, n - 1)
     frac = position - low
     if flat.device.type == "cpu":
-        low_value, high_value = _order_statistics(flat.numpy(), low, high, hint)
-        low_value, high_value = torch.tensor([low_value, high_value], dtype=flat.dtype)
+        low_number, high_number = _order_statistics(flat.numpy(), low, high, hint)
+        low_value, high_value = torch.tensor([low_number, high_number], dtype=flat.dtype)
         return torch.lerp(low_value, high_value, frac)
     low_value = torch.kthvalue(flat, low + 1).values
     high_value = torch.kthvalue(flat, high + 1).values if frac else low_value
@@ -92,8 +92,8 @@ def layer_masks(raw_tensors: list[Tensor], percent: float,
     The caller decides how the last entry is used: the output bias itself is never masked in the
     forward pass, only in the masked-L1 regulariser.
     """
-    hints = hints or [None] * len(raw_tensors)
-    masks = [semi_binary_mask(raw, percent, hint) for raw, hint in zip(raw_tensors[:-1], hints)]
+    chosen: list[ThresholdHint | None] = list(hints) if hints else [None] * len(raw_tensors)
+    masks = [semi_binary_mask(raw, percent, hint) for raw, hint in zip(raw_tensors[:-1], chosen)]
     masks.append(torch.tanh(raw_tensors[-1]).abs())
     return masks
 

@@ -67,7 +67,7 @@ class InBackwardAdam:
             and not group.get("differentiable") and not group.get("capturable")
             and not group.get("decoupled_weight_decay") and group.get("weight_decay", 0) == 0
             and not isinstance(group["lr"], Tensor))
-        if (not plain_fused_adam or param.device.type != "cpu" or not param.is_contiguous()
+        if (group is None or not plain_fused_adam or param.device.type != "cpu" or not param.is_contiguous()
                 or param.dim() != 2):
             return None
         return cls(optimizer, param, group)
@@ -94,6 +94,7 @@ class InBackwardAdam:
         """Apply Adam to rows ``start : start + len(grad_rows)`` of the parameter."""
         state, group = self._state, self.group
         assert state is not None, "update_rows before begin_step"
+        assert _FUSED_ADAM is not None  # for_optimizer binds only where the kernel exists
         stop = start + grad_rows.shape[0]
         beta1, beta2 = group["betas"]
         _FUSED_ADAM([self.param[start:stop]], [grad_rows], [state["exp_avg"][start:stop]],
@@ -110,11 +111,12 @@ def in_backward_adam(module: nn.Module, optimizer: torch.optim.Optimizer) -> Ite
     bound = []
     for sub in module.modules():
         if hasattr(sub, "output_updater"):
-            sub.output_updater = InBackwardAdam.for_optimizer(optimizer, sub.output_weight)
-            if sub.output_updater is not None:
+            updater = InBackwardAdam.for_optimizer(optimizer, getattr(sub, "output_weight"))
+            setattr(sub, "output_updater", updater)
+            if updater is not None:
                 bound.append(sub)
     try:
         yield len(bound)
     finally:
         for sub in bound:
-            sub.output_updater = None
+            setattr(sub, "output_updater", None)

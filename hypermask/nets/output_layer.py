@@ -51,6 +51,7 @@ class _OutputLayer(torch.autograd.Function):
         out = torch.mm(hidden, weight.t())  # (k + 1, N), bias not yet added
         current = out[earlier] + bias
         if earlier:
+            assert targets is not None
             residual = torch.add(out[:earlier], bias).sub_(targets)
             distance = torch.dot(residual.view(-1), residual.view(-1))
         else:
@@ -78,14 +79,13 @@ class _OutputLayer(torch.autograd.Function):
             if scale is not None:
                 grad_bias.add_(residual.sum(0) * scale)
         block = ctx.block_rows
-        in_backward = need_weight and updater is not None
-        grad_weight = torch.empty_like(weight) if need_weight and not in_backward else None
+        stepper = updater if need_weight else None  # the weight's gradient goes to the optimiser, block by block
+        grad_weight = torch.empty_like(weight) if need_weight and stepper is None else None
         grad_block = None
-        if in_backward:
+        if stepper is not None:
             grad_block = torch.empty(block, width, dtype=weight.dtype, device=weight.device)
+            stepper.begin_step()
         grad_out = torch.zeros(earlier + 1, block, dtype=weight.dtype, device=weight.device)
-        if in_backward:
-            updater.begin_step()
         for start in range(0, rows, block):
             stop = min(rows, start + block)
             g = grad_out[:, : stop - start]  # this block's columns of the output gradient
@@ -94,9 +94,9 @@ class _OutputLayer(torch.autograd.Function):
             g[earlier] = grad_current[start:stop]
             if grad_hidden is not None:
                 grad_hidden.addmm_(g, weight[start:stop])
-            if in_backward:
-                updater.update_rows(start, torch.mm(g.t(), hidden, out=grad_block[: stop - start]))
-            elif need_weight:
+            if stepper is not None and grad_block is not None:
+                stepper.update_rows(start, torch.mm(g.t(), hidden, out=grad_block[: stop - start]))
+            elif grad_weight is not None:
                 torch.mm(g.t(), hidden, out=grad_weight[start:stop])
         return grad_hidden, grad_weight, grad_bias, None, None, None
 
