@@ -170,8 +170,10 @@ class Registry(Generic[T]):
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
+        """The names in alphabetical order (not the order of registration, which depends on what was imported
+        first)."""
         _load_builtins()
-        return iter(list(self._entries))
+        return iter(sorted(self._entries))
 
     def __len__(self) -> int:
         _load_builtins()
