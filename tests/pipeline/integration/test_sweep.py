@@ -70,6 +70,29 @@ def test_a_sweep_over_methods_gives_each_point_its_method_and_the_base_only_to_t
     assert (hnet.beta, hnet.embedding_size, hnet.chunk_embedding_size) == (1e-2, 96, 96)
 
 
+def test_a_setting_swept_for_some_methods_only() -> None:
+    grid = {"method": ["hypermask", "nomask", "wsn"], "c": {"wsn": [0.1, 0.3, 0.5]}}
+    study = parse_study("s", {**SWEEP, "grid": grid}, "studies/s.yaml")
+    points = study.grid_points()
+    assert list(points) == ["method=hypermask", "method=nomask", "method=wsn,c=0.1", "method=wsn,c=0.3",
+                            "method=wsn,c=0.5"]
+    assert study.trials == 5 * 3
+    assert study.config(points["method=wsn,c=0.1"], 1).c == 0.1
+    assert study.config(points["method=hypermask"], 1).method == "hypermask"
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"c": {"wsn": [0.1]}, "method": ["wsn"]}, "'grid.c' may give values per method only after a 'method' list"),
+    ({"method": ["hypermask"], "c": {"wsn": [0.1]}}, "'grid.c.wsn' must be a method the grid lists"),
+    ({"method": ["wsn"], "c": {"wsn": []}}, "'grid.c.wsn' must be a non-empty list of distinct values"),
+    ({"method": ["wsn"], "c": {"wsn": [0.1, 2.0]}}, "'grid.method=wsn,c=2.0': setting 'c' must be a fraction"),
+])
+def test_bad_per_method_grids_give_one_line(grid: dict, message: str) -> None:
+    with pytest.raises(PipelineError) as err:
+        parse_study("s", {**SWEEP, "grid": grid}, "studies/s.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 def test_a_profile_may_narrow_a_sweeps_grid(tmp_path: Path) -> None:
     root = copy_project(tmp_path / "project")
     params = load_params(root / "params.yaml", "ablations")
