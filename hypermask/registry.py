@@ -64,6 +64,10 @@ class DatasetSpec:
 
 
 Settings = Mapping[str, Any]
+# Settings of a benchmark's data protocol that a method's published settings may set for the benchmark they
+# were published on (HNET's authors hold out no validation data on MNIST) but that a benchmark borrowing that
+# benchmark's method settings (``settings_like``) keeps as its own.
+PROTOCOL_SETTINGS = frozenset({"validation_size"})
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,10 @@ class BenchmarkSpec:
         spec = method_spec(method)
         benchmark = self.settings_like or self.name
         values = dict(self.defaults)
-        values.update(spec.benchmark_defaults.get(benchmark, {}))
+        borrowed = spec.benchmark_defaults.get(benchmark, {})
+        if self.settings_like:  # another benchmark's method settings: this protocol keeps its own data split
+            borrowed = {k: v for k, v in borrowed.items() if k not in PROTOCOL_SETTINGS}
+        values.update(borrowed)
         target = target or values["target"]
         values.update(self.target_defaults.get(target, {}))
         values.update(spec.target_defaults.get((benchmark, target), {}))

@@ -42,6 +42,9 @@ def test_hnet_published_configuration_is_the_authors() -> None:
     assert (cifar.hnet_activation, cifar.lookahead, cifar.train_embeddings, cifar.hnet_init) == (
         "relu", True, "current", "default")
     assert cifar.validation_size >= 1  # the learning-rate schedule reads it
+    fscil = resolve_config("fscil_mnist", "hnet")  # Split MNIST's HNET settings over the few-shot protocol
+    assert (fscil.hnet_init, fscil.lookahead, fscil.input_scaling) == ("xavier", True, "unit")
+    assert fscil.validation_size == resolve_config("fscil_mnist").validation_size == 500  # its own split
 
 
 @pytest.mark.parametrize("key, value", [("hnet_init", "kaiming"), ("hnet_activation", "tanh"),
