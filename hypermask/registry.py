@@ -170,8 +170,9 @@ class Registry(Generic[T]):
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
+        """Names in alphabetical order (whatever order their modules were imported in)."""
         _load_builtins()
-        return iter(list(self._entries))
+        return iter(sorted(self._entries))
 
     def __len__(self) -> int:
         _load_builtins()

@@ -38,7 +38,7 @@ BEST = {"beta": 5.0e-3, "lr": 2.0e-3, "p": 30}
     ({"fixed": {"p": 20}}, "'grid.p' is also set in 'fixed' or 'budget'"),
     ({"kind": "grid"}, "'kind' must be one of search, sweep"),
     ({"search_space": {"beta": {"choice": [1e-3]}}}, "'search_space' is not a known key"),
-    ({"grid": {"method": ["hypermask", "ewc"]}}, "'grid.method' must list methods among finetune, hnet, hypermask, nomask"),
+    ({"grid": {"method": ["hypermask", "ewc"]}}, "'grid.method' must list methods among finetune, hnet, hypermask"),
     ({"grid": {"method": ["hypermask", "hnet"], "chunk_size": [0, 10**7]}},
      "'grid.method=hypermask,chunk_size=10000000'"),
 ])
