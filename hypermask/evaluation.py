@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -122,7 +122,7 @@ def session_metrics(previous: dict, current: dict) -> dict:
     """Class-incremental accuracy after every session so far (``session_accuracy``, a list: ``previous``
     holds the earlier sessions'), its mean and its drop from the first session to the last, for every
     inference rule (prefixed as in :data:`INFERENCE_RULES`) on test and validation data (``val_``)."""
-    found = {}
+    found: dict[str, Any] = {}
     for split in ("", VAL_PREFIX):
         for rule in INFERENCE_RULES:
             prefix = split + rule

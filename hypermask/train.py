@@ -9,7 +9,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -157,7 +157,7 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
             weights = method.task_weights(task)
             val = accuracy(method, weights, data.val_x, data.val_y, data.view, stream.eval_preprocess,
                            device, cfg.eval_batch_size)
-            if at_epoch_end:
+            if scheduler is not None and at_epoch_end:
                 scheduler.step(val)
             if select_best and val > best_acc:
                 best_acc, best_state = val, copy.deepcopy(method.state_dict())
@@ -192,7 +192,7 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
     matrix: list[list[float]] = []
     val_matrix: list[list[float]] = []
     seconds_per_step: list[float] = []
-    metrics: dict[str, float | list[float]] = {}
+    metrics: dict[str, Any] = {}  # numbers, and lists of them (few-shot session histories)
     elapsed = 0.0
     if resumed is not None:
         method.load_state_dict(resumed.model_state)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -48,11 +50,11 @@ class ContinualMethod(nn.Module):
         logits = self.target(x, weights)
         return logits if self.scored_classes is None else logits[:, : self.scored_classes]
 
-    def artifacts(self) -> dict[str, object]:
+    def artifacts(self) -> dict[str, Any]:
         """Named pieces saved as model files (hypernetwork, embeddings, target weights)."""
         return {}
 
-    def load_artifacts(self, pieces: dict[str, object]) -> None:
+    def load_artifacts(self, pieces: dict[str, Any]) -> None:
         """Take the trained state back from the pieces :meth:`artifacts` gave (its inverse)."""
 
     def summary_metrics(self, num_tasks: int) -> dict[str, float]:
@@ -93,11 +95,11 @@ class HypernetworkMethod(ContinualMethod):
         current, distance = self.hnet.current_and_distance(self.embeddings[: task + 1], self._targets)
         return current, distance / task
 
-    def artifacts(self) -> dict[str, object]:
+    def artifacts(self) -> dict[str, Any]:
         return {"hypernetwork": self.hnet.state_dict(), "embeddings": self.embeddings.detach().cpu()}
 
     @torch.no_grad()
-    def load_artifacts(self, pieces: dict[str, object]) -> None:
+    def load_artifacts(self, pieces: dict[str, Any]) -> None:
         self.hnet.load_state_dict(pieces["hypernetwork"])
         self.embeddings.copy_(pieces["embeddings"])
 

@@ -18,6 +18,13 @@ class _MLP(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
+    @property
+    def last(self) -> nn.Linear:
+        """The output layer."""
+        layer = self.layers[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
+
     def hidden(self, x: Tensor) -> Tensor:
         """Activations entering the last layer."""
         for layer in self.layers[:-1]:
@@ -50,7 +57,7 @@ class HyperNetwork(nn.Module):
     @property
     def output_weight(self) -> Tensor:
         """The last layer's weight (``output_size`` x last hidden size): nearly all parameters."""
-        return self.mlp.layers[-1].weight
+        return self.mlp.last.weight
 
     def current_and_distance(self, embeddings: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """Output of the last embedding and Σ_j ‖H(e_j) − T_j‖² over the earlier ones, in one pass.
@@ -58,7 +65,7 @@ class HyperNetwork(nn.Module):
         ``embeddings`` holds the ``k`` earlier embeddings then the current one; ``targets`` comes from
         the earlier ones' recorded outputs ``(k, output_size)`` (``None`` when ``k = 0``).
         """
-        last = self.mlp.layers[-1]
+        last = self.mlp.last
         return output_and_distance(self.mlp.hidden(embeddings), last.weight, last.bias, targets,
                                    self.output_updater, self.block_bytes)
 
@@ -96,7 +103,7 @@ class ChunkedHyperNetwork(nn.Module):
 
 
 def build_hypernetwork(embedding_size: int, hidden: list[int], output_size: int,
-                       chunk_size: int = 0, chunk_embedding_size: int = 32) -> nn.Module:
+                       chunk_size: int = 0, chunk_embedding_size: int = 32) -> HyperNetwork | ChunkedHyperNetwork:
     """Full hypernetwork, or the chunked variant when ``chunk_size > 0``."""
     if chunk_size > 0:
         return ChunkedHyperNetwork(embedding_size, hidden, output_size, chunk_size, chunk_embedding_size)

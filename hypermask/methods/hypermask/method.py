@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -77,11 +79,11 @@ class HyperMask(HypernetworkMethod):
         return {**super().summary_metrics(num_tasks), "mask_density": sum(densities) / len(densities),
                 "mask_overlap": mask_overlap(task_masks)}
 
-    def artifacts(self) -> dict[str, object]:
+    def artifacts(self) -> dict[str, Any]:
         pieces = super().artifacts()
         pieces["target"] = [p.detach().cpu() for p in self.theta]
         return pieces
 
-    def load_artifacts(self, pieces: dict[str, object]) -> None:
+    def load_artifacts(self, pieces: dict[str, Any]) -> None:
         super().load_artifacts(pieces)
         load_tensors(self.theta, pieces["target"])
