@@ -63,6 +63,20 @@ class TrialResult:
                    error_message=str(result.get(ERROR_MESSAGE) or ""))
 
 
+@dataclass(frozen=True)
+class SearchBest:
+    """The best trial of a finished search, as ``tune``'s summary records it (``summary["best"]``)."""
+
+    config: dict[str, Any]
+    objective: float
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any]) -> "SearchBest":
+        """Read from a tune summary with status done."""
+        best = summary["best"]
+        return cls(dict(best["config"]), float(best["objective"]))
+
+
 def task_result(report: Any) -> dict[str, Any]:
     """A Tune result from a :class:`hypermask.train.TaskReport`."""
     done = report.task + 1
