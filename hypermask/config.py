@@ -18,6 +18,10 @@ from hypermask.registry import BENCHMARKS, METHODS, UnknownName, benchmark_spec,
 TARGETS = ("mlp", "resnet20", "zenkenet")
 MODEL_SELECTIONS = ("last", "best_val")
 NORMALIZATIONS = ("imagenet", "cifar100")
+HNET_INITS = ("default", "xavier")
+HNET_ACTIVATIONS = ("elu", "relu")
+INPUT_SCALINGS = ("standardize", "unit")
+TRAIN_EMBEDDINGS = ("all", "current")
 
 
 class ConfigError(ValueError):
@@ -44,6 +48,15 @@ class Config:
     chunk_size: int = 0
     chunk_embedding_size: int = 32
     ramp: bool = True
+    # hypernetwork details where HNET's authors differ from HyperMask (the defaults are HyperMask's):
+    # ``hnet_init`` default = PyTorch's, xavier = Xavier-uniform weights (and chunk embeddings), zero biases;
+    # ``hnet_activation`` between hidden layers; ``lookahead``: the output regulariser evaluates the
+    # hypernetwork at its parameters plus the step Adam is about to take (HNET only);
+    # ``train_embeddings``: which task embeddings the optimiser steps (all, or the current task's only)
+    hnet_init: str = "default"
+    hnet_activation: str = "elu"
+    lookahead: bool = False
+    train_embeddings: str = "all"
     # optimisation
     lr: float = 1e-3
     batch_size: int = 128
@@ -64,6 +77,8 @@ class Config:
     # CIFAR-100 input normalisation: ImageNet mean/std as hypnettorch (the reference) does, or
     # CIFAR-100's own statistics; MNIST benchmarks always use MNIST's.
     normalization: str = "imagenet"
+    # MNIST inputs: standardize with MNIST's mean/std, or unit = the [0, 1] pixel values as they are
+    input_scaling: str = "standardize"
     data_root: str = "data"
     eval_batch_size: int = 0
     inference_samples: int = 0  # test/validation samples per task for task inference (0 = all)
@@ -232,6 +247,12 @@ def _validate(cfg: Config) -> None:
         raise bad("model_selection", f"must be one of {', '.join(MODEL_SELECTIONS)}")
     if cfg.normalization not in NORMALIZATIONS:
         raise bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
+    for key, choices in (("hnet_init", HNET_INITS), ("hnet_activation", HNET_ACTIVATIONS),
+                         ("input_scaling", INPUT_SCALINGS), ("train_embeddings", TRAIN_EMBEDDINGS)):
+        if getattr(cfg, key) not in choices:
+            raise bad(key, f"must be one of {', '.join(choices)}")
+    if cfg.lookahead and cfg.method != "hnet":
+        raise bad("lookahead", "applies to method hnet only")
     if cfg.model_selection == "best_val" and cfg.validation_size == 0:
         raise bad("validation_size", "must be >= 1 with model_selection=best_val")
     if not _valid_device_name(cfg.device):

@@ -126,6 +126,7 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + task)
     method.start_task(task)
     optimizer = make_optimizer(method.parameters(), cfg.lr, device)
+    method.bind_optimizer(optimizer)
     # Validation (the task's validation split, full sparsity) runs every ``eval_every`` steps and at
     # the task's end to keep the best weights (best_val), and at every epoch end to step the
     # plateau scheduler once per epoch on that epoch-end accuracy, as the reference does.
@@ -165,6 +166,7 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
     elapsed = time.perf_counter() - start
     if best_state is not None:
         method.load_state_dict(best_state)
+    method.end_task(task)
     return elapsed / max(1, steps)
 
 

@@ -198,9 +198,10 @@ def class_incremental_sessions(cfg: Config, arrays: ImageArrays) -> TaskStream:
 
 
 def _mnist_preprocess(cfg: Config) -> tuple[Preprocess, Preprocess]:
-    """Random crop 28 (pad 4) when augmenting, MNIST normalisation (training, evaluation)."""
-    return (Preprocess(MNIST_MEAN, MNIST_STD, crop_padding=4 if cfg.augment else 0),
-            Preprocess(MNIST_MEAN, MNIST_STD))
+    """Random crop 28 (pad 4) when augmenting, MNIST normalisation unless ``input_scaling`` is ``unit``
+    (then the [0, 1] pixels as they are) (training, evaluation)."""
+    mean, std = (MNIST_MEAN, MNIST_STD) if cfg.input_scaling == "standardize" else (None, None)
+    return Preprocess(mean, std, crop_padding=4 if cfg.augment else 0), Preprocess(mean, std)
 
 
 def _cifar_preprocess(cfg: Config) -> tuple[Preprocess, Preprocess]:

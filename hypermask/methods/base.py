@@ -33,6 +33,13 @@ class ContinualMethod(nn.Module):
     def start_task(self, task: int) -> None:
         """Take the snapshots the regularisers of ``task`` compare against."""
 
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimiser of the current task (created after :meth:`start_task`), for methods that look at
+        the step it is about to take."""
+
+    def end_task(self, task: int) -> None:
+        """Keep what ``task`` leaves behind (called once its training ends, before it is evaluated)."""
+
     def training_loss(self, task: int, x: Tensor, y: Tensor, sparsity: float) -> tuple[Tensor, Tensor]:
         """Total loss and logits of one training batch of ``task`` at the given sparsity."""
         raise NotImplementedError
@@ -68,7 +75,8 @@ class HypernetworkMethod(ContinualMethod):
     def __init__(self, cfg: Config, target: TargetNetwork, num_tasks: int, output_size: int) -> None:
         super().__init__(cfg, target, num_tasks)
         self.hnet = build_hypernetwork(cfg.embedding_size, cfg.hnet_hidden, output_size,
-                                       cfg.chunk_size, cfg.chunk_embedding_size)
+                                       cfg.chunk_size, cfg.chunk_embedding_size, cfg.hnet_activation,
+                                       cfg.hnet_init)
         self.embeddings = nn.Parameter(torch.randn(num_tasks, cfg.embedding_size))
         self._targets: Tensor | None = None
 
@@ -84,6 +92,14 @@ class HypernetworkMethod(ContinualMethod):
         else:
             self._targets = None
 
+    def task_embeddings(self, task: int) -> Tensor:
+        """Embeddings of tasks ``0..task`` as the training step of ``task`` sees them: with
+        ``train_embeddings=current`` the earlier ones are detached, so the optimiser never moves them (their
+        gradient is zero and the optimiser is new at every task)."""
+        if self.cfg.train_embeddings == "current" and task > 0:
+            return torch.cat([self.embeddings[:task].detach(), self.embeddings[task: task + 1]])
+        return self.embeddings[: task + 1]
+
     def hnet_outputs(self, task: int) -> tuple[Tensor, Tensor | None]:
         """Current task's raw output and the output regulariser (1/t)·Σ_j ‖H(e_j) − H*_j‖².
 
@@ -92,7 +108,7 @@ class HypernetworkMethod(ContinualMethod):
         if self._targets is None:
             current, _ = self.hnet.current_and_distance(self.embeddings[task: task + 1], None)
             return current, None
-        current, distance = self.hnet.current_and_distance(self.embeddings[: task + 1], self._targets)
+        current, distance = self.hnet.current_and_distance(self.task_embeddings(task), self._targets)
         return current, distance / task
 
     def artifacts(self) -> dict[str, Any]:

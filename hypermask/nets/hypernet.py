@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -10,13 +11,16 @@ from torch import Tensor, nn
 
 from hypermask.nets.output_layer import DEFAULT_BLOCK_BYTES, RowUpdater, output_and_distance
 
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"elu": F.elu, "relu": F.relu}
+
 
 class _MLP(nn.Module):
-    """Linear layers with ELU between them; default PyTorch initialisation."""
+    """Linear layers with ELU (or ``activation``) between them; default PyTorch initialisation."""
 
-    def __init__(self, sizes: list[int]) -> None:
+    def __init__(self, sizes: list[int], activation: str = "elu") -> None:
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.activation = ACTIVATIONS[activation]
 
     @property
     def last(self) -> nn.Linear:
@@ -28,7 +32,7 @@ class _MLP(nn.Module):
     def hidden(self, x: Tensor) -> Tensor:
         """Activations entering the last layer."""
         for layer in self.layers[:-1]:
-            x = F.elu(layer(x))
+            x = self.activation(layer(x))
         return x
 
     def forward(self, x: Tensor) -> Tensor:
@@ -43,10 +47,10 @@ class HyperNetwork(nn.Module):
     which also forms the output regulariser in the same pass.
     """
 
-    def __init__(self, embedding_size: int, hidden: list[int], output_size: int) -> None:
+    def __init__(self, embedding_size: int, hidden: list[int], output_size: int, activation: str = "elu") -> None:
         super().__init__()
         self.output_size = output_size
-        self.mlp = _MLP([embedding_size, *hidden, output_size])
+        self.mlp = _MLP([embedding_size, *hidden, output_size], activation)
         # Set for one training step by hypermask.optim.in_backward_adam; None: plain ``.grad``.
         self.output_updater: RowUpdater | None = None
         self.block_bytes = DEFAULT_BLOCK_BYTES  # weight memory per backward block
@@ -77,13 +81,13 @@ class ChunkedHyperNetwork(nn.Module):
     """
 
     def __init__(self, embedding_size: int, hidden: list[int], output_size: int,
-                 chunk_size: int, chunk_embedding_size: int) -> None:
+                 chunk_size: int, chunk_embedding_size: int, activation: str = "elu") -> None:
         super().__init__()
         self.output_size = output_size
         self.chunk_size = chunk_size
         n_chunks = math.ceil(output_size / chunk_size)
         self.chunk_embeddings = nn.Parameter(torch.randn(n_chunks, chunk_embedding_size))
-        self.mlp = _MLP([embedding_size + chunk_embedding_size, *hidden, chunk_size])
+        self.mlp = _MLP([embedding_size + chunk_embedding_size, *hidden, chunk_size], activation)
 
     def forward(self, embeddings: Tensor) -> Tensor:
         batch = embeddings.shape[0]
@@ -102,12 +106,33 @@ class ChunkedHyperNetwork(nn.Module):
         return out[-1], torch.dot(residual.reshape(-1), residual.reshape(-1))
 
 
+@torch.no_grad()
+def xavier_init(hnet: nn.Module) -> None:
+    """HNET's authors' initialisation: every matrix of the hypernetwork (layer weights, chunk embeddings)
+    Xavier-uniform, every bias zero (hypercl at e32567889f77, mnist/train_utils.py:255-260, which runs
+    over all parameters of the classifier's hypernetwork)."""
+    for param in hnet.parameters():
+        if param.dim() == 1:
+            nn.init.zeros_(param)
+        else:
+            nn.init.xavier_uniform_(param)
+
+
 def build_hypernetwork(embedding_size: int, hidden: list[int], output_size: int,
-                       chunk_size: int = 0, chunk_embedding_size: int = 32) -> HyperNetwork | ChunkedHyperNetwork:
-    """Full hypernetwork, or the chunked variant when ``chunk_size > 0``."""
+                       chunk_size: int = 0, chunk_embedding_size: int = 32, activation: str = "elu",
+                       init: str = "default") -> HyperNetwork | ChunkedHyperNetwork:
+    """Full hypernetwork, or the chunked variant when ``chunk_size > 0``; ``init`` "default" keeps PyTorch's
+    initialisation, "xavier" re-initialises it as :func:`xavier_init` does."""
     if chunk_size > 0:
-        return ChunkedHyperNetwork(embedding_size, hidden, output_size, chunk_size, chunk_embedding_size)
-    return HyperNetwork(embedding_size, hidden, output_size)
+        hnet: HyperNetwork | ChunkedHyperNetwork = ChunkedHyperNetwork(embedding_size, hidden, output_size, chunk_size,
+                                              chunk_embedding_size, activation)
+    else:
+        hnet = HyperNetwork(embedding_size, hidden, output_size, activation)
+    if init == "xavier":
+        xavier_init(hnet)
+    elif init != "default":
+        raise ValueError(f"unknown hypernetwork initialisation '{init}'")
+    return hnet
 
 
 def split_flat(flat: Tensor, shapes: list[tuple[int, ...]]) -> list[Tensor]:
