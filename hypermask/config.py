@@ -57,6 +57,8 @@ class Config:
     hnet_activation: str = "elu"
     lookahead: bool = False
     train_embeddings: str = "all"
+    # WSN: the share of each layer's weights a task's binary mask keeps, in (0, 1]
+    c: float = 0.5
     # optimisation
     lr: float = 1e-3
     batch_size: int = 128
@@ -181,7 +183,7 @@ SEED_MAX = 2**32 - 1
 MAX_THREADS = 256
 MAX_LAYERS = 64
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
-    "p": (0.0, 100.0), "beta": (0.0, 1e4), "lambda_": (0.0, 1e4), "lr": (0.0, 1e30)}
+    "p": (0.0, 100.0), "c": (0.0, 1.0), "beta": (0.0, 1e4), "lambda_": (0.0, 1e4), "lr": (0.0, 1e30)}
 INT_RANGES: dict[str, tuple[int, int]] = {
     "seed": (0, SEED_MAX), "embedding_size": (1, INT_MAX), "batch_size": (1, INT_MAX),
     "chunk_size": (0, INT_MAX), "chunk_embedding_size": (0, INT_MAX), "iterations": (0, INT_MAX),
@@ -200,6 +202,8 @@ def _check_ranges(cfg: Config) -> None:
             raise ConfigError(f"setting '{_public(key)}' must be a finite number, got {value!r}")
     if not (0.0 <= cfg.p < 100.0):
         raise ConfigError(f"setting 'p' must be a percentage in [0, 100), got {cfg.p!r}")
+    if not (0.0 < cfg.c <= 1.0):
+        raise ConfigError(f"setting 'c' must be a fraction in (0, 1], got {cfg.c!r}")
     for key in ("beta", "lambda_"):
         low, high = FLOAT_RANGES[key]
         if not low <= getattr(cfg, key) <= high:

@@ -17,6 +17,7 @@ _LAZY = {
     "Hnet": "hypermask.methods.hnet.method:Hnet",
     "Finetune": "hypermask.methods.finetune.method:Finetune",
     "NoMask": "hypermask.methods.nomask.method:NoMask",
+    "Wsn": "hypermask.methods.wsn.method:Wsn",
     "build_method": "hypermask.methods.build:build_method",
     "build_for_stream": "hypermask.methods.build:build_for_stream",
 }

@@ -3,7 +3,6 @@ objective, final seeds, the paper's number), with the active profile's override 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -64,13 +63,14 @@ class Study:
     paper: dict[str, Any] = field(default_factory=dict)
     initial_points: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "search"  # "sweep": every point of ``grid`` with every final seed, no search
-    grid: dict[str, list] = field(default_factory=dict)
+    # setting -> values; beside ``method``, a setting's values may be given per method ({method: values}):
+    # then only the points of those methods sweep it
+    grid: dict[str, list | dict[str, list]] = field(default_factory=dict)
 
     def grid_points(self) -> dict[str, dict[str, Any]]:
-        """A sweep's grid points by name (``p=30`` or ``p=30,embedding_size=24``), in grid order."""
-        keys = list(self.grid)
-        points = [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
-        return {",".join(f"{k}={v}" for k, v in point.items()): point for point in points}
+        """A sweep's grid points by name (``p=30``, ``p=30,embedding_size=24`` or ``method=wsn,c=0.1``), in grid
+        order."""
+        return {",".join(f"{k}={v}" for k, v in point.items()): point for point in expand_grid(self.grid)}
 
     @property
     def methods(self) -> list[str]:
@@ -167,28 +167,57 @@ def _resolve(benchmark: str, method: str, settings: Mapping[str, Any], source: s
         raise PipelineError(f"{source}: '{key}': {err}") from None
 
 
-def _grid(value: Any, benchmark: str, method: str, base: Mapping[str, Any], source: str) -> dict[str, list]:
+def expand_grid(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every point of a grid, in grid order: the product of the settings' values, where a setting given per
+    method ({method: values}) takes, at each ``method`` value, that method's values, and is absent for a method
+    it does not list."""
+    points: list[dict[str, Any]] = [{}]
+    for key, values in grid.items():
+        grown = []
+        for point in points:
+            choices = values.get(point.get("method"), []) if isinstance(values, dict) else values
+            grown += [{**point, key: v} for v in choices] if choices else [point]
+        points = grown
+    return points
+
+
+def _distinct_values(values: Any, source: str, key: str) -> list:
+    if not isinstance(values, list) or not values or len(set(map(json.dumps, values))) != len(values):
+        raise bad(source, key, "must be a non-empty list of distinct values", values)
+    return list(values)
+
+
+def _grid(value: Any, benchmark: str, method: str, base: Mapping[str, Any],
+          source: str) -> dict[str, list | dict[str, list]]:
     """A sweep's grid: one or two settings (``method`` among them, to compare methods), each a non-empty list
-    of distinct values; every point valid for the library."""
+    of distinct values, or beside ``method`` a mapping from some of its methods to such lists (the setting is
+    swept for those methods only); every point valid for the library."""
     known = (set(setting_names()) - RESERVED) | GRID_ONLY
     grid = schema.mapping(value, source, "grid", allowed=known)
     if not 1 <= len(grid) <= MAX_GRID_SETTINGS:
         raise bad(source, "grid", f"must sweep 1 to {MAX_GRID_SETTINGS} settings", value)
+    checked: dict[str, list | dict[str, list]] = {}
     for key, values in grid.items():
         if key in base:
             raise bad(source, f"grid.{key}", "is also set in 'fixed' or 'budget'", values)
-        if not isinstance(values, list) or not values or len(set(map(json.dumps, values))) != len(values):
-            raise bad(source, f"grid.{key}", "must be a non-empty list of distinct values", values)
-    unknown = [m for m in grid.get("method", []) if m not in METHODS]
+        if isinstance(values, dict) and key not in GRID_ONLY:
+            methods = grid.get("method")
+            if not isinstance(methods, list) or list(grid).index(key) < list(grid).index("method"):
+                raise bad(source, f"grid.{key}", "may give values per method only after a 'method' list", values)
+            for name in values:
+                if name not in methods:
+                    raise bad(source, f"grid.{key}.{name}", "must be a method the grid lists", values[name])
+            checked[key] = {name: _distinct_values(v, source, f"grid.{key}.{name}") for name, v in values.items()}
+        else:
+            checked[key] = _distinct_values(values, source, f"grid.{key}")
+    unknown = [m for m in checked.get("method", []) if m not in METHODS]
     if unknown:
         raise bad(source, "grid.method", f"must list methods among {', '.join(METHODS)}", unknown[0])
-    keys = list(grid)
-    for values in itertools.product(*grid.values()):
-        point = dict(zip(keys, values))
+    for point in expand_grid(checked):
         settings = {k: v for k, v in point.items() if k not in GRID_ONLY}
         where = "grid." + ",".join(f"{k}={v}" for k, v in point.items())
         _resolve(benchmark, point.get("method", method), {**base, **settings}, source, where)
-    return {k: list(v) for k, v in grid.items()}
+    return checked
 
 
 def _objective(data: Mapping[str, Any], source: str) -> tuple[str, str]:
@@ -227,10 +256,10 @@ class _Common:
 
 
 def _parse_common(data: Any, source: str, allowed: tuple[str, ...], required: tuple[str, ...],
-                  counts: tuple[str, ...], selection: str) -> _Common:
+                  counts: tuple[str, ...], selection: str, selects: bool = True) -> _Common:
     """The keys search and sweep studies share: benchmark and method, fixed settings, the budget (its
     ``counts`` apart), the objective and the final seeds; the base configuration must hold out validation
-    data since ``selection`` is made on it."""
+    data since ``selection`` is made on it (unless nothing is selected: ``selects`` False)."""
     data = schema.mapping(data, source, "", allowed=allowed, required=required)
     benchmark, method = _benchmark_and_method(data, source)
     known = set(setting_names()) - RESERVED
@@ -241,7 +270,7 @@ def _parse_common(data: Any, source: str, allowed: tuple[str, ...], required: tu
     fixed_concurrency = schema.boolean(budget.pop(FIXED_CONCURRENCY, False), source,
                                        f"budget.{FIXED_CONCURRENCY}")
     base = {**fixed, **budget}
-    if _resolve(benchmark, method, base, source, "fixed").validation_size < 1:
+    if selects and _resolve(benchmark, method, base, source, "fixed").validation_size < 1:
         raise bad(source, "budget.validation_size", f"must be >= 1: {selection} on validation data",
                   base.get("validation_size"))
     metric, mode = _objective(data, source)
@@ -272,16 +301,17 @@ def _benchmark_and_method(data: Mapping[str, Any], source: str) -> tuple[str, st
     return benchmark, method
 
 
-def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
+def parse_study(name: str, data: dict[str, Any], source: str, searched: bool = True) -> Study:
     """Validate a study mapping; ``source`` names the file (and profile) in error messages. ``kind: sweep``
-    studies are parsed by :func:`parse_sweep`."""
+    studies are parsed by :func:`parse_sweep`. ``searched`` False (a profile without search, whose final stage
+    trains the published configuration alone) lets the base configuration hold out no validation data."""
     kind = data.get("kind", "search") if isinstance(data, dict) else "search"
     if kind not in STUDY_KINDS:
         raise bad(source, "kind", f"must be one of {', '.join(STUDY_KINDS)}", kind)
     if kind == "sweep":
         return parse_sweep(name, data, source)
     common = _parse_common(data, source, STUDY_KEYS, ("benchmark", "search_space", "budget", "final"),
-                           BUDGET_KEYS, "trials are selected")
+                           BUDGET_KEYS, "trials are selected", selects=searched)
     data, benchmark, method, fixed, budget = common.data, common.benchmark, common.method, common.fixed, common.budget
     raw_space = schema.mapping(data["search_space"], source, "search_space", allowed=set(setting_names()) - RESERVED)
     if not raw_space:
@@ -297,7 +327,7 @@ def parse_study(name: str, data: dict[str, Any], source: str) -> Study:
             probes.append(dim.args[0] + 0.377 * (dim.args[1] - dim.args[0]))
         for probe in probes:
             _resolve(benchmark, method, {**base, key: probe}, source, f"search_space.{key}")
-    paper = schema.mapping(data.get("paper"), source, "paper", allowed=("average_accuracy", "std", "source"))
+    paper = schema.mapping(data.get("paper"), source, "paper", allowed=("average_accuracy", "std", "source", "note"))
     for key in ("average_accuracy", "std"):
         if paper.get(key) is not None:
             schema.number(paper[key], source, f"paper.{key}", minimum=0)
@@ -355,7 +385,7 @@ def load_study(layout: Layout, name: str, profile: Profile | None = None,
         if patch:
             data = schema.deep_merge(data, patch)
             source += f" (with profile '{profile.name}' of params.yaml)"
-    study = parse_study(name, data, source)
+    study = parse_study(name, data, source, searched=profile is None or profile.search)
     if trial_seed is not None:
         check_seeds(study, trial_seed, source)
     return study

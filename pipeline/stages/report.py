@@ -44,12 +44,15 @@ def _seconds(value: float, resumed: bool | None) -> str:
     return f"{value:.0f} s" + (" in the resuming run" if resumed else "")
 
 
+OTHER_NETWORKS = "not comparable (other networks)"
+
+
 def paper_cell(study: Study) -> str:
     """The paper's figure when the published arm of ``study`` has the published budget and sizes, else
     why it is not shown."""
     paper = study.paper
     if paper.get("average_accuracy") is None:
-        return "not recorded"
+        return OTHER_NETWORKS if paper.get("note") else "not recorded"
     if reductions(study.config({}, 1)):
         return NOT_COMPARABLE
     std = f" ± {paper['std']:.2f}" if paper.get("std") is not None else ""
@@ -145,6 +148,8 @@ def _study_section(name: str, study: Study, tuned: dict, final: dict, runs: dict
     lines += [f"Reduced from the published configuration (both arms): {', '.join(cut)}; the paper's figure is "
               "not comparable and not shown." if cut else
               f"Full published budget: the published arm is comparable with the paper ({paper_cell(study)}).", ""]
+    if study.paper.get("note"):
+        lines += [f"Published figures: {study.paper['note']}", ""]
     if TUNED in arms:
         figures["search"] = ("searched parameters against the objective",
                              plots.search_results(tuned["trials"], tuned["space"], study.metric, label))
@@ -194,7 +199,7 @@ def write_report(layout: Layout, params: Params) -> Path:
         summary.append(f"| {name} | {study.method} | {study.benchmark} | {trials} | "
                        f"{_pm(tuned_acc) if tuned_acc else '– (no search)'} | {_pm(published_acc)} | "
                        f"{_pm(diff, signed=True)} | {paired_cell(diff)} | {spread_cell(diff)} | {paper} |")
-        shown = paper not in (NOT_COMPARABLE, "not recorded")
+        shown = paper not in (NOT_COMPARABLE, OTHER_NETWORKS, "not recorded")
         rows.append({"name": name,
                      "tuned": (tuned_acc["mean"], tuned_acc["std"]) if tuned_acc else None,
                      "published": (published_acc["mean"], published_acc["std"]),

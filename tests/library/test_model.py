@@ -31,6 +31,8 @@ def _task_images(mnist, benchmark: str, task: int) -> tuple[torch.Tensor, torch.
     ("permuted_mnist", "hypermask", {"eval_batch_size": 3000}),
     ("permuted_mnist", "hnet", {"chunk_size": 2000}),
     ("split_mnist", "finetune", {}),
+    ("split_mnist", "wsn", {}),
+    ("permuted_mnist", "wsn", {"c": 0.3}),
 ])
 def test_a_saved_run_predicts_and_evaluates_as_it_trained(tmp_path, mnist, benchmark, method, extra) -> None:
     cfg = small_config(benchmark, method=method, iterations=30, seed=5, **SMALL_NETS, **extra)

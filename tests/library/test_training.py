@@ -65,7 +65,7 @@ def test_resume_after_interruption_gives_the_same_result(mnist, tmp_path) -> Non
     assert resumed.accuracy_matrix == uninterrupted.accuracy_matrix
 
 
-@pytest.mark.parametrize("method", ["hnet", "finetune", "nomask"])
+@pytest.mark.parametrize("method", ["hnet", "finetune", "nomask", "wsn"])
 def test_baselines_run_in_the_same_loop(mnist, method) -> None:
     result = _run(small_config(method=method, iterations=40), mnist)
     assert len(result.accuracy_matrix) == 2

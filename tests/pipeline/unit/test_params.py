@@ -66,12 +66,18 @@ def test_reproduce_profile_trains_the_published_split_mnist_runs_without_search(
 
     layout = Layout.at(REPO)
     params = load_params(layout.params_file, "reproduce")
-    assert params.profile.run == ["split_mnist", "hnet_split_mnist"] and not params.profile.search
-    for name, method in (("split_mnist", "hypermask"), ("hnet_split_mnist", "hnet")):
+    assert params.profile.run == ["split_mnist", "hnet_split_mnist", "wsn_split_mnist"] and not params.profile.search
+    for name, method in (("split_mnist", "hypermask"), ("hnet_split_mnist", "hnet"), ("wsn_split_mnist", "wsn")):
         study = load_study(layout, name, params.profile, params.trial_seed)
         assert study.method == method and study.seeds == [1, 2, 3, 4, 5]
         assert not reductions(study.config({}, 1))  # the published length: the paper's figure is shown
-        assert study.paper["average_accuracy"] is not None
+        if method == "wsn":  # WSN's published figures come from other networks: none is set beside the runs
+            assert study.paper["average_accuracy"] is None and "other networks" in study.paper["note"]
+        else:
+            assert study.paper["average_accuracy"] is not None
+    hnet = load_study(layout, "hnet_split_mnist", params.profile).config({}, 1)
+    assert hnet.validation_size == 0 and hnet.hnet_init == "xavier"  # the authors' configuration, no search
+    assert load_study(layout, "hnet_split_mnist").config({}, 1).validation_size >= 1  # the search ranks on it
 
 
 @pytest.mark.parametrize("path, value, fragment", [
@@ -243,3 +249,11 @@ def test_check_validates_every_study_under_every_profile(tmp_path: Path, change:
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], done.stderr
     assert "split_mnist.yaml" in lines[0]
+
+
+def test_a_study_trained_without_search_may_hold_out_no_validation_data() -> None:
+    data = copy.deepcopy(TINY_STUDY)
+    data["budget"]["validation_size"] = 0
+    with pytest.raises(PipelineError, match="'budget.validation_size' must be >= 1: trials are selected"):
+        parse_study("tiny", data, "studies/tiny.yaml")
+    assert parse_study("tiny", data, "studies/tiny.yaml", searched=False).config({}, 1).validation_size == 0

@@ -232,3 +232,21 @@ def test_a_search_that_picks_the_published_configuration_trains_it_once_and_both
     assert runs["arms"]["published"]["runs_of"] == "tuned" and runs["arms"]["published"]["seeds_finished"] == [1, 2, 3]
     with pytest.raises(Exception, match="no final run of arm published"):
         metrics_and_runs("reduced", params, tuned, {"tuned": same, "published": {}}, records, 20.0, False)
+
+
+def test_a_baseline_whose_figures_come_from_other_networks_is_set_beside_in_project_runs_only(tmp_path: Path) -> None:
+    wsn = {**FULL, "method": "wsn", "search_space": {"c": {"uniform": [0.1, 1.0]}}, "initial_points": [],
+           "final": {"seeds": [1, 2, 3]},
+           "paper": {"average_accuracy": None, "std": None, "source": "Kang et al., ICML 2022",
+                     "note": "WSN's published numbers come from other networks; only in-project runs stand side by side."}}
+    full = {**FULL, "final": {"seeds": [1, 2, 3]}}
+    layout = _project(tmp_path, {"full": full, "wsn": wsn}, search=False)
+    _write_outputs(layout, "full", {"published": {1: 99.6, 2: 99.5, 3: 99.4}}, searched=False)
+    _write_outputs(layout, "wsn", {"published": {1: 99.7, 2: 99.6, 3: 99.5}}, searched=False)
+    report = write_report(layout, load_params(layout.params_file)).read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| wsn |"))
+    assert "| wsn | split_mnist |" in row and row.endswith("| not comparable (other networks) |")
+    assert "99.60 ± 0.10" in row
+    assert "Published figures: WSN's published numbers come from other networks" in report
+    full_row = next(line for line in report.splitlines() if line.startswith("| full |"))
+    assert full_row.endswith("| 99.60 |")
