@@ -125,14 +125,20 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
     steps = steps_per_task(cfg, len(data.train_x))
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + task)
     method.start_task(task)
-    optimizer = make_optimizer(method.parameters(), cfg.lr, device)
+    if stream.class_incremental:  # a few-shot session: the method says how long it trains
+        method.start_session(stream, task, device)
+        steps = method.session_steps(task, steps)
+    optimizer = make_optimizer(method.trainable_parameters(), cfg.lr, device)
     method.bind_optimizer(optimizer)
     # Validation (the task's validation split, full sparsity) runs every ``eval_every`` steps and at
     # the task's end to keep the best weights (best_val), and at every epoch end to step the
-    # plateau scheduler once per epoch on that epoch-end accuracy, as the reference does.
-    select_best = cfg.model_selection == "best_val"
+    # plateau scheduler once per epoch on that epoch-end accuracy, as the reference does. A task without
+    # validation images (a few-shot session: no novel-class data beyond the shots) keeps its last weights
+    # at a constant learning rate.
+    has_val = len(data.val_y) > 0
+    select_best = cfg.model_selection == "best_val" and has_val
     scheduler = None
-    if not cfg.iteration_based:
+    if not cfg.iteration_based and has_val:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=math.sqrt(0.1), patience=5, min_lr=5e-7)
     batches_per_epoch = math.ceil(len(data.train_x) / cfg.batch_size)

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from pipeline.analysis import plots
 from pipeline.analysis.compare import NOT_COMPARABLE, reductions, verdict
+from pipeline.analysis.fscil_report import fscil_sections
 from pipeline.analysis.importance import SearchAnalysis, analyse, sentence
 from pipeline.analysis.rungs import rung_correlation
 from pipeline.analysis.sweep_report import sweep_sections
@@ -225,7 +226,8 @@ def write_report(layout: Layout, params: Params) -> Path:
                   "(plots/tuned_vs_published.png)", ""]
     lines += [f"Search and final-run time of the studies: {total_s / 60:.1f} min (Ray start-up included).", ""]
     report = out / "report.md"
-    report.write_text("\n".join(lines + sections + sweep_sections(layout, params, plot_dir)))
+    report.write_text("\n".join(lines + sections + sweep_sections(layout, params, plot_dir)
+                                 + fscil_sections(layout, params)))
     return report
 
 

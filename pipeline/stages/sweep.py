@@ -31,7 +31,8 @@ from pipeline.workspace.summaries import mean_std, per_seed
 INFERRED = tuple(rule + key for rule in INFERENCE_PREFIXES
                  for key in ("task_inference_accuracy", "class_incremental_accuracy", *SESSION_SCORES))
 SWEPT = ("average_accuracy", "backward_transfer", "forgetting", "val_average_accuracy", "val_backward_transfer",
-         "val_forgetting", *INFERRED, *(f"val_{k}" for k in INFERRED), "mask_density", "mask_overlap",
+         "val_forgetting", *INFERRED, *(f"val_{k}" for k in INFERRED), "base_class_accuracy", "novel_class_accuracy",
+         "mask_density", "mask_overlap",
          "hypernetwork_parameters")
 
 

@@ -188,7 +188,7 @@ def test_a_few_shot_sweep_compares_methods_session_by_session(project: Layout) -
         assert point["mean_session_accuracy"]["mean"] == pytest.approx(sum(curve["mean"]) / 3, abs=1e-6)
         assert point["session_accuracy_drop"]["mean"] == pytest.approx(curve["mean"][0] - curve["mean"][-1],
                                                                        abs=1e-6)
-        assert {"maxprob_mean_session_accuracy", "val_class_incremental_accuracy"} <= set(point)
+        assert {"base_class_accuracy", "novel_class_accuracy", "val_class_incremental_accuracy"} <= set(point)
     assert "hypernetwork_parameters" in hypermask and "hypernetwork_parameters" not in finetune
     assert metrics["best_point"] in ("method=hypermask", "method=finetune")
 
@@ -196,3 +196,4 @@ def test_a_few_shot_sweep_compares_methods_session_by_session(project: Layout) -
     report = write_report(project, params).read_text()
     assert "## Sweep tiny_fscil" in report and "Over its sessions" in report
     assert "| method=finetune |" in report and "(plots/tiny_fscil_sessions.png)" in report
+    assert "## Few-shot class-incremental: tiny_fscil" in report and "| finetune | novel classes | – |" in report
