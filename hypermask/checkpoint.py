@@ -28,7 +28,7 @@ class TrainingState:
     seconds_per_step: list[float]
     elapsed_s: float
     val_accuracy_matrix: list[list[float]] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)  # the scores after the last finished task
+    metrics: dict[str, Any] = field(default_factory=dict)  # the scores after the last finished task
 
 
 def _differences(saved: dict[str, Any], cfg: Config) -> str:

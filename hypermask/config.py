@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from hypermask.registry import BENCHMARKS, METHODS, UnknownName, benchmark_spec, resolve  # noqa: F401  (re-exported)
 
-TARGETS = ("mlp", "resnet20", "zenkenet")
+TARGETS = ("mlp", "resnet20", "resnet20_k1", "zenkenet")
 MODEL_SELECTIONS = ("last", "best_val")
 NORMALIZATIONS = ("imagenet", "cifar100")
 HNET_INITS = ("default", "xavier")
@@ -75,6 +75,11 @@ class Config:
     base_classes: int = 0
     ways: int = 0
     protocol_seed: int = 1
+    # FSCIL: which protocol (hypermask.data.fscil.PROTOCOLS), how HyperMask learns and scores sessions
+    # (hypermask.data.fscil.MODES), and the steps of a session-mask session
+    fscil_protocol: str = "standard"
+    fscil_mode: str = "prototype"
+    session_steps: int = 100
     augment: bool = True
     # CIFAR-100 input normalisation: ImageNet mean/std as hypnettorch (the reference) does, or
     # CIFAR-100's own statistics; MNIST benchmarks always use MNIST's.
@@ -190,7 +195,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "epochs": (0, INT_MAX), "eval_every": (1, INT_MAX), "validation_size": (0, INT_MAX),
     "train_subset": (0, INT_MAX), "shots": (0, INT_MAX), "eval_batch_size": (0, INT_MAX),
     "inference_samples": (0, INT_MAX), "base_classes": (0, INT_MAX), "ways": (0, INT_MAX),
-    "protocol_seed": (0, SEED_MAX),
+    "protocol_seed": (0, SEED_MAX), "session_steps": (0, INT_MAX),
     "threads": (0, MAX_THREADS), "tasks": (1, INT_MAX)}
 
 
@@ -257,6 +262,11 @@ def _validate(cfg: Config) -> None:
             raise bad(key, f"must be one of {', '.join(choices)}")
     if cfg.lookahead and cfg.method != "hnet":
         raise bad("lookahead", "applies to method hnet only")
+    from hypermask.data.fscil import MODES, PROTOCOLS
+    if cfg.fscil_protocol not in PROTOCOLS:
+        raise bad("fscil_protocol", f"must be one of {', '.join(PROTOCOLS)}")
+    if cfg.fscil_mode not in MODES:
+        raise bad("fscil_mode", f"must be one of {', '.join(MODES)}")
     if cfg.model_selection == "best_val" and cfg.validation_size == 0:
         raise bad("validation_size", "must be >= 1 with model_selection=best_val")
     if not _valid_device_name(cfg.device):

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -92,6 +92,8 @@ def evaluate_after_task(method: ContinualMethod, stream: TaskStream, last: int, 
     """Every task 0..last on its test and validation splits with its own weights, and task inference
     over the seen tasks (``cfg.inference_samples`` per task, 0 = all). Validation is skipped when the
     stream holds none."""
+    if stream.class_incremental:
+        return evaluate_sessions(method, stream, last, cfg, device)
     method.eval()
     all_weights = method.all_task_weights(last + 1)
     splits = SPLITS if has_validation(stream) else ("test",)
@@ -108,6 +110,55 @@ def evaluate_after_task(method: ContinualMethod, stream: TaskStream, last: int, 
     return Evaluation(rows["test"], rows.get("val", []), inference)
 
 
+EVAL_BATCH = 500  # test images per batch in few-shot class-incremental evaluation (any size gives the same labels)
+
+
+def joint_predictions(predict, stream: TaskStream, last: int, split: str, device: torch.device,
+                      batch_size: int) -> list[tuple[Tensor, Tensor]]:
+    """(predicted, true) labels of every seen session's ``split`` images, the session unknown: the images of
+    all seen sessions are pooled and cut into batches of ``batch_size``, each mixing every seen class."""
+    xs = [split_data(stream.tasks[j], split)[0] for j in range(last + 1)]
+    ys = [split_data(stream.tasks[j], split)[1] for j in range(last + 1)]
+    sizes = [len(y) for y in ys]
+    x, y = torch.cat(xs), torch.cat(ys)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    guessed = torch.empty_like(y)
+    for start in range(0, len(y), batch_size):
+        index = order[start: start + batch_size]
+        guessed[index] = predict(stream.eval_input(0, x[index].to(device))).cpu().to(y.dtype)
+    return list(zip(guessed.split(sizes), y.split(sizes)))
+
+
+def _percent(pairs: list[tuple[Tensor, Tensor]]) -> float | None:
+    total = sum(len(y) for _, y in pairs)
+    return None if total == 0 else 100.0 * sum(int((g == y).sum()) for g, y in pairs) / total
+
+
+@torch.no_grad()
+def evaluate_sessions(method: ContinualMethod, stream: TaskStream, last: int, cfg: Config,
+                      device: torch.device) -> Evaluation:
+    """A few-shot class-incremental stream after session ``last``: the method labels every test image of the
+    classes seen so far, the session unknown (:meth:`ContinualMethod.class_predictor`); joint accuracy over all
+    of them (``class_incremental_accuracy``), over the base classes' (``base_class_accuracy``) and over the
+    novel classes' (``novel_class_accuracy``, from the first incremental session on). ``test_row`` holds each
+    session's classes' accuracy under those joint labels. The same joint accuracy on the validation images
+    the stream holds (base classes only; in the ``pseudo`` protocol also pseudo-novel ones) is
+    ``val_class_incremental_accuracy``. Batch norm uses base-session statistics and batches mix all seen
+    classes, so a label does not depend on its batch."""
+    method.eval()
+    predict = method.class_predictor(stream, last + 1, device)
+    batch = cfg.eval_batch_size or EVAL_BATCH
+    test = joint_predictions(predict, stream, last, "test", device, batch)
+    inference = {"class_incremental_accuracy": _percent(test), "base_class_accuracy": _percent(test[:1])}
+    if last > 0:
+        inference["novel_class_accuracy"] = _percent(test[1:])
+    val = joint_predictions(predict, stream, last, "val", device, batch)
+    if _percent(val) is not None:
+        inference[VAL_PREFIX + "class_incremental_accuracy"] = _percent(val)
+    method.train()
+    return Evaluation([_percent([pair]) or 0.0 for pair in test], [], inference)
+
+
 def task_metrics(matrix: list[list[float]], val_matrix: list[list[float]],
                  inference: dict[str, float]) -> dict[str, float]:
     """The scores after a task: test summary, the same on validation (``val_``), task inference."""
@@ -118,17 +169,23 @@ def task_metrics(matrix: list[list[float]], val_matrix: list[list[float]],
     return metrics
 
 
+# Per-session lists of few-shot class-incremental streams: list name <- the score after each session.
+SESSION_LISTS = {"session_accuracy": "class_incremental_accuracy", "base_session_accuracy": "base_class_accuracy",
+                 "novel_session_accuracy": "novel_class_accuracy",
+                 "val_session_accuracy": "val_class_incremental_accuracy"}
+
+
 def session_metrics(previous: dict, current: dict) -> dict:
-    """Class-incremental accuracy after every session so far (``session_accuracy``, a list: ``previous``
-    holds the earlier sessions'), its mean and its drop from the first session to the last, for every
-    inference rule (prefixed as in :data:`INFERENCE_RULES`) on test and validation data (``val_``)."""
-    found = {}
-    for split in ("", VAL_PREFIX):
-        for rule in INFERENCE_RULES:
-            prefix = split + rule
-            if prefix + "class_incremental_accuracy" not in current:
-                continue
-            history = [*previous.get(prefix + "session_accuracy", []), current[prefix + "class_incremental_accuracy"]]
-            found[prefix + "session_accuracy"] = history
-            found.update({prefix + k: v for k, v in session_summary(history).items()})
+    """The few-shot class-incremental history: joint accuracy after every session so far
+    (``session_accuracy``, a list: ``previous`` holds the earlier sessions'), the base classes' and the novel
+    classes' (``novel_session_accuracy`` from the first incremental session on), the joint validation accuracy,
+    and the mean over sessions and the drop from the first session to the last (PD) of the joint accuracy
+    (``mean_session_accuracy``, ``session_accuracy_drop``; the same of validation with ``val_``)."""
+    found: dict[str, Any] = {}
+    for name, key in SESSION_LISTS.items():
+        if key in current:
+            found[name] = [*previous.get(name, []), current[key]]
+    for prefix in ("", VAL_PREFIX):
+        if prefix + "session_accuracy" in found:
+            found.update({prefix + k: v for k, v in session_summary(found[prefix + "session_accuracy"]).items()})
     return found

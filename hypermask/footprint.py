@@ -20,7 +20,8 @@ FLOAT = 4  # bytes per float32
 RUNTIME_BYTES = 512 * 1024**2  # interpreter, torch and its kernels
 # Activation scalars per sample of the convolutional targets: every layer's outputs (BN included),
 # and the widest layer's output (what evaluation, without gradients, holds at a time).
-_CONV_ACTIVATIONS = {"resnet20": (3 * 360_448, 32 * 32 * 32), "zenkenet": (2 * 90_000, 32 * 32 * 32)}
+_CONV_ACTIVATIONS = {"resnet20": (3 * 360_448, 32 * 32 * 32), "resnet20_k1": (3 * 180_224, 16 * 32 * 32),
+                     "zenkenet": (2 * 90_000, 32 * 32 * 32)}
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ class TrainedModel:
         if task is not None and not 0 <= task < count:
             raise ModelError(f"task must be between 0 and {count - 1}, got {task}")
         x = self._images(images)
+        if task is None and self.stream.class_incremental:
+            return self._predict_sessions(x)
         weights = self.method.all_task_weights(count)
         step = self.config.eval_batch_size or max(1, len(x))
         labels, tasks = [], []
@@ -84,6 +86,19 @@ class TrainedModel:
                 tasks.append(guessed_task.cpu())
         empty = torch.empty(0, dtype=torch.long)
         return Prediction(torch.cat(labels) if labels else empty, torch.cat(tasks) if tasks else empty)
+
+    def _predict_sessions(self, x: Tensor) -> Prediction:
+        """Few-shot class-incremental: labels over every class of the protocol by the method's own rule
+        (prototypes are class means of the training data, so the run's data are read again), and the session
+        that brought each label."""
+        data = build_stream(self.config)
+        predict = self.method.class_predictor(data, len(data), self.device)
+        step = self.config.eval_batch_size or 500
+        labels = [predict(data.eval_input(0, x[start: start + step].to(self.device))).cpu()
+                  for start in range(0, len(x), step)]
+        found = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
+        sessions = torch.searchsorted(torch.tensor(data.seen_classes), found, right=True)
+        return Prediction(found, sessions)
 
     def evaluate(self, data_root: str | Path | None = None) -> dict[str, Any]:
         """Every task on its test (and validation) split, rebuilt from the configuration (same seed, same
@@ -150,6 +165,7 @@ def load_model(folder: str | Path, device: str | None = None) -> TrainedModel:
     except (RuntimeError, ValueError, KeyError) as err:
         reason = first_line(err)
         raise ModelError(f"model files in {path} do not fit its configuration: {reason}") from None
+    method.scored_classes = stream.scored_classes(len(stream) - 1)  # as after the last task (class-incremental)
     where = _device(device, cfg.device)
     method.to(where).eval()
     return TrainedModel(cfg, method, stream, list(saved.get("accuracy_matrix", [])), where)

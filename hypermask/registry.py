@@ -177,8 +177,7 @@ class Registry(Generic[T]):
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        """The names in alphabetical order (not the order of registration, which depends on what was imported
-        first)."""
+        """Names in alphabetical order (whatever order their modules were imported in)."""
         _load_builtins()
         return iter(sorted(self._entries))
 

@@ -9,7 +9,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -125,14 +125,20 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
     steps = steps_per_task(cfg, len(data.train_x))
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + task)
     method.start_task(task)
-    optimizer = make_optimizer(method.parameters(), cfg.lr, device)
+    if stream.class_incremental:  # a few-shot session: the method says how long it trains
+        method.start_session(stream, task, device)
+        steps = method.session_steps(task, steps)
+    optimizer = make_optimizer(method.trainable_parameters(), cfg.lr, device)
     method.bind_optimizer(optimizer)
     # Validation (the task's validation split, full sparsity) runs every ``eval_every`` steps and at
     # the task's end to keep the best weights (best_val), and at every epoch end to step the
-    # plateau scheduler once per epoch on that epoch-end accuracy, as the reference does.
-    select_best = cfg.model_selection == "best_val"
+    # plateau scheduler once per epoch on that epoch-end accuracy, as the reference does. A task without
+    # validation images (a few-shot session: no novel-class data beyond the shots) keeps its last weights
+    # at a constant learning rate.
+    has_val = len(data.val_y) > 0
+    select_best = cfg.model_selection == "best_val" and has_val
     scheduler = None
-    if not cfg.iteration_based:
+    if not cfg.iteration_based and has_val:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=math.sqrt(0.1), patience=5, min_lr=5e-7)
     batches_per_epoch = math.ceil(len(data.train_x) / cfg.batch_size)
@@ -158,7 +164,7 @@ def _train_task(method: ContinualMethod, stream: TaskStream, task: int, cfg: Con
             weights = method.task_weights(task)
             val = accuracy(method, weights, data.val_x, data.val_y, data.view, stream.eval_preprocess,
                            device, cfg.eval_batch_size)
-            if at_epoch_end:
+            if scheduler is not None and at_epoch_end:
                 scheduler.step(val)
             if select_best and val > best_acc:
                 best_acc, best_state = val, copy.deepcopy(method.state_dict())
@@ -194,7 +200,7 @@ def train_continual(cfg: Config, on_task_end: TaskCallback | None = None,
     matrix: list[list[float]] = []
     val_matrix: list[list[float]] = []
     seconds_per_step: list[float] = []
-    metrics: dict[str, float | list[float]] = {}
+    metrics: dict[str, Any] = {}  # numbers, and lists of them (few-shot session histories)
     elapsed = 0.0
     if resumed is not None:
         method.load_state_dict(resumed.model_state)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hypermask.config import Config
-from hypermask.data.fscil import class_order, session_ranges
+from hypermask.data.fscil import listed_shots, protocol_order, session_ranges
 from hypermask.data.preprocess import Preprocess
 from hypermask.data.sources import DataError, ImageArrays, load_arrays
 from hypermask.registry import benchmark_spec, dataset_spec, resolve
@@ -159,17 +159,37 @@ def _choose_shots(labels: Tensor, session: range, shots: int, generator: torch.G
     return torch.cat(chosen).sort().values
 
 
+def _listed_shot_indices(cfg: Config, arrays: ImageArrays, session: range, order: list[int]) -> Tensor:
+    """The published shots of ``session`` (:func:`hypermask.data.fscil.listed_shots`), checked against the
+    dataset's labels: every listed image must be of the class it is listed for."""
+    listed = listed_shots(cfg.benchmark)
+    assert listed is not None
+    number = (session.start - cfg.base_classes) // cfg.ways
+    classes = listed["sessions"][number]["classes"]
+    chosen = []
+    for label in session:
+        index = torch.tensor(classes[str(order[label])], dtype=torch.long)
+        if len(index) and (int(index.max()) >= len(arrays.train_y)
+                           or not bool((arrays.train_y[index] == order[label]).all())):
+            raise DataError(f"the published shots of class {order[label]} ({cfg.benchmark}, "
+                            f"{listed['source']['repository']}) are not images of that class in this dataset")
+        chosen.append(index)
+    return torch.cat(chosen).sort().values
+
+
 def class_incremental_sessions(cfg: Config, arrays: ImageArrays) -> TaskStream:
     """Few-shot class-incremental sessions (see :mod:`hypermask.data.fscil`), before preprocessing.
 
     The base session trains on all training images of its classes but the last ``validation_size``
-    (validation); every later session on ``shots`` images per class drawn with ``protocol_seed``, its
-    validation being the last ``validation_size`` of the images not drawn. Tests: every test image of the
-    session's classes.
+    (validation); every later session on ``shots`` images per class: the published lists where the benchmark
+    has them (``standard`` protocol), else drawn with ``protocol_seed``. A novel session holds no validation
+    images (no novel-class data beyond the shots); a pseudo-novel session of the ``pseudo`` protocol (base
+    classes) holds the last ``validation_size`` of its classes' images not drawn. Tests: every test image of
+    the session's classes.
     """
     spec = benchmark_spec(cfg.benchmark)
     classes = dataset_spec(spec.dataset).classes
-    order = class_order(classes, cfg.protocol_seed)
+    order = protocol_order(cfg, classes)
     position = torch.empty(classes, dtype=torch.long)
     position[torch.tensor(order)] = torch.arange(classes)
     train_y, test_y = position[arrays.train_y], position[arrays.test_y]
@@ -178,6 +198,7 @@ def class_incremental_sessions(cfg: Config, arrays: ImageArrays) -> TaskStream:
     generator = torch.Generator().manual_seed(cfg.seed)
     shot_generator = torch.Generator().manual_seed(cfg.protocol_seed)
     ranges = session_ranges(cfg)
+    published = cfg.fscil_protocol == "standard" and listed_shots(cfg.benchmark) is not None
     tasks, shot_indices = [], []
     for s, session in enumerate(ranges):
         in_session = torch.nonzero((train_y >= session.start) & (train_y < session.stop)).flatten()
@@ -185,14 +206,20 @@ def class_incremental_sessions(cfg: Config, arrays: ImageArrays) -> TaskStream:
             x, y, vx, vy = _hold_out(train_x[in_session], train_y[in_session], cfg.validation_size)
             x, y = _subsample(x, y, dataclasses.replace(cfg, shots=0), generator)
         else:
-            chosen = _choose_shots(train_y, session, cfg.shots, shot_generator)
+            if published:
+                chosen = _listed_shot_indices(cfg, arrays, session, order)
+            else:
+                chosen = _choose_shots(train_y, session, cfg.shots, shot_generator)
             shot_indices.append(chosen.tolist())
-            held = _last(in_session[~torch.isin(in_session, chosen)], cfg.validation_size)
+            size = cfg.validation_size if cfg.fscil_protocol == "pseudo" else 0
+            held = _last(in_session[~torch.isin(in_session, chosen)], size) if size else chosen[:0]
             x, y, vx, vy = train_x[chosen], train_y[chosen], train_x[held], train_y[held]
         in_test = (test_y >= session.start) & (test_y < session.stop)
         tasks.append(Task(x, y, vx, vy, test_x[in_test], test_y[in_test]))
-    protocol = {"class_order": order, "sessions": [[order[label] for label in r] for r in ranges],
-                "shot_indices": shot_indices}
+    protocol = {"name": cfg.fscil_protocol, "class_order": order,
+                "sessions": [[order[label] for label in r] for r in ranges], "shot_indices": shot_indices}
+    if published:
+        protocol["shot_source"] = listed_shots(cfg.benchmark)["source"]
     return TaskStream(cfg.benchmark, tasks, spec.input_shape, spec.outputs,
                       seen_classes=[r.stop for r in ranges], protocol=protocol)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hypermask.config import Config
+from hypermask.metrics import infer_task
 from hypermask.nets import TargetNetwork, build_hypernetwork
 
 
@@ -55,16 +58,46 @@ class ContinualMethod(nn.Module):
         logits = self.target(x, weights)
         return logits if self.scored_classes is None else logits[:, : self.scored_classes]
 
-    def artifacts(self) -> dict[str, object]:
+    def artifacts(self) -> dict[str, Any]:
         """Named pieces saved as model files (hypernetwork, embeddings, target weights)."""
         return {}
 
-    def load_artifacts(self, pieces: dict[str, object]) -> None:
+    def load_artifacts(self, pieces: dict[str, Any]) -> None:
         """Take the trained state back from the pieces :meth:`artifacts` gave (its inverse)."""
 
     def summary_metrics(self, num_tasks: int) -> dict[str, float]:
         """Method-specific numbers reported after training (e.g. mask density)."""
         return {}
+
+    # ---------------------------------------------------- few-shot class-incremental streams (FSCIL)
+    def session_steps(self, task: int, steps: int) -> int:
+        """Training steps of session ``task`` of a class-incremental stream (``steps``: the budget)."""
+        return steps
+
+    def trainable_parameters(self):
+        """What the optimiser of the current task trains."""
+        return self.parameters()
+
+    def start_session(self, stream, task: int, device: torch.device) -> None:
+        """Called before session ``task`` of a class-incremental stream trains (after :meth:`start_task`)."""
+
+    def class_predictor(self, stream, sessions: int, device: torch.device) -> Callable[[Tensor], Tensor]:
+        """Labels over the classes seen after ``sessions`` sessions, session unknown, for batches of evaluation
+        inputs. Default (the paper's rule): every session's weights score the classes seen so far and the
+        lowest entropy picks the session. Batch norm uses statistics of base-session training images
+        (:func:`bn_sample`) under each weight set, so an image's label does not depend on its batch."""
+        weights = self.all_task_weights(sessions)
+        calibration = bn_sample(stream, device)
+        stats = [self.target.bn_statistics(calibration, w) for w in weights]
+
+        def predict(x: Tensor) -> Tensor:
+            logits = []
+            for w, s in zip(weights, stats):
+                with self.target.frozen_bn(s):
+                    logits.append(self(x, w))
+            return infer_task(torch.stack(logits))[1]
+
+        return predict
 
 
 class HypernetworkMethod(ContinualMethod):
@@ -109,11 +142,11 @@ class HypernetworkMethod(ContinualMethod):
         current, distance = self.hnet.current_and_distance(self.task_embeddings(task), self._targets)
         return current, distance / task
 
-    def artifacts(self) -> dict[str, object]:
+    def artifacts(self) -> dict[str, Any]:
         return {"hypernetwork": self.hnet.state_dict(), "embeddings": self.embeddings.detach().cpu()}
 
     @torch.no_grad()
-    def load_artifacts(self, pieces: dict[str, object]) -> None:
+    def load_artifacts(self, pieces: dict[str, Any]) -> None:
         self.hnet.load_state_dict(pieces["hypernetwork"])
         self.embeddings.copy_(pieces["embeddings"])
 
@@ -151,3 +184,15 @@ def l1_from_snapshot(theta: list[Tensor], snapshot: list[Tensor], indices: list[
             diff = diff * masks[k]
         total = total + diff.abs().sum()
     return total
+
+
+BN_SAMPLES = 1024  # base-session training images whose statistics batch norm uses at FSCIL evaluation
+
+
+def bn_sample(stream, device: torch.device) -> Tensor:
+    """A fixed sample of the base session's training images (evaluation preprocessing): the statistics batch
+    norm uses when a class-incremental stream is evaluated (base-class data only, the same for every image)."""
+    base = stream.tasks[0]
+    generator = torch.Generator().manual_seed(0)
+    index = torch.randperm(len(base.train_x), generator=generator)[:BN_SAMPLES].sort().values
+    return stream.eval_input(0, base.train_x[index].to(device))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import Tensor, nn
 
 from hypermask.nets.output_layer import DEFAULT_BLOCK_BYTES, RowUpdater, output_and_distance
 
-ACTIVATIONS = {"elu": F.elu, "relu": F.relu}
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"elu": F.elu, "relu": F.relu}
 
 
 class _MLP(nn.Module):
@@ -20,6 +21,13 @@ class _MLP(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.activation = ACTIVATIONS[activation]
+
+    @property
+    def last(self) -> nn.Linear:
+        """The output layer."""
+        layer = self.layers[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
 
     def hidden(self, x: Tensor) -> Tensor:
         """Activations entering the last layer."""
@@ -53,7 +61,7 @@ class HyperNetwork(nn.Module):
     @property
     def output_weight(self) -> Tensor:
         """The last layer's weight (``output_size`` x last hidden size): nearly all parameters."""
-        return self.mlp.layers[-1].weight
+        return self.mlp.last.weight
 
     def current_and_distance(self, embeddings: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """Output of the last embedding and Σ_j ‖H(e_j) − T_j‖² over the earlier ones, in one pass.
@@ -61,7 +69,7 @@ class HyperNetwork(nn.Module):
         ``embeddings`` holds the ``k`` earlier embeddings then the current one; ``targets`` comes from
         the earlier ones' recorded outputs ``(k, output_size)`` (``None`` when ``k = 0``).
         """
-        last = self.mlp.layers[-1]
+        last = self.mlp.last
         return output_and_distance(self.mlp.hidden(embeddings), last.weight, last.bias, targets,
                                    self.output_updater, self.block_bytes)
 
@@ -112,11 +120,11 @@ def xavier_init(hnet: nn.Module) -> None:
 
 def build_hypernetwork(embedding_size: int, hidden: list[int], output_size: int,
                        chunk_size: int = 0, chunk_embedding_size: int = 32, activation: str = "elu",
-                       init: str = "default") -> nn.Module:
+                       init: str = "default") -> HyperNetwork | ChunkedHyperNetwork:
     """Full hypernetwork, or the chunked variant when ``chunk_size > 0``; ``init`` "default" keeps PyTorch's
     initialisation, "xavier" re-initialises it as :func:`xavier_init` does."""
     if chunk_size > 0:
-        hnet: nn.Module = ChunkedHyperNetwork(embedding_size, hidden, output_size, chunk_size,
+        hnet: HyperNetwork | ChunkedHyperNetwork = ChunkedHyperNetwork(embedding_size, hidden, output_size, chunk_size,
                                               chunk_embedding_size, activation)
     else:
         hnet = HyperNetwork(embedding_size, hidden, output_size, activation)

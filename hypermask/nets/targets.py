@@ -65,12 +65,65 @@ class TargetNetwork(nn.Module):
         """Number of scalar parameters (optionally only the masked ones)."""
         return sum(math.prod(s) for s, m in zip(self.param_shapes, self.masked) if m or not masked_only)
 
+    @property
+    def feature_size(self) -> int:
+        """Width of the penultimate features (the input of the output layer)."""
+        return self.param_shapes[-2][1]
+
+    def features(self, x: Tensor, weights: list[Tensor]) -> Tensor:  # pragma: no cover - abstract
+        """Penultimate features of ``x`` (what the output layer reads), from every tensor but the last two."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, weights: list[Tensor]) -> Tensor:
+        """Logits: the output layer (the last two tensors) over :meth:`features`."""
+        return F.linear(self.features(x, weights), weights[-2], weights[-1])
+
+    # Batch norm: by default each batch's own statistics. ``frozen_bn(stats)`` evaluates with fixed statistics
+    # instead (per BN layer, from :meth:`bn_statistics`), so that an image's output does not depend on which
+    # images share its batch.
+    bn_stats: list[tuple[Tensor, Tensor]] | None = None
+
+    def _bn(self, h: Tensor, weight: Tensor, bias: Tensor, layer: int) -> Tensor:
+        if self.bn_stats is not None:
+            mean, var = self.bn_stats[layer]
+            return F.batch_norm(h, mean, var, weight, bias, training=False)
+        if self._recording is not None:
+            self._recording.append((h.mean((0, 2, 3)).detach(), h.var((0, 2, 3), unbiased=False).detach()))
+        return _batch_norm(h, weight, bias)
+
+    _recording: list[tuple[Tensor, Tensor]] | None = None
+
+    @torch.no_grad()
+    def bn_statistics(self, x: Tensor, weights: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """Mean and variance of every BN layer's input over the batch ``x`` (empty without BN layers)."""
+        if not any(kind.startswith("bn") for kind in self.param_kinds):
+            return []
+        self._recording = []
+        try:
+            self.features(x, weights)
+            return self._recording
+        finally:
+            self._recording = None
+
+    def frozen_bn(self, stats: list[tuple[Tensor, Tensor]] | None):
+        """Context in which BN layers use ``stats`` (None or empty: the batch's own)."""
+        return _FrozenBn(self, stats or None)
+
     def init_weights(self) -> list[Tensor]:
         """Fresh tensors with PyTorch's default initialisation."""
         return [default_init(s, f, k) for s, f, k in zip(self.param_shapes, self._fan_ins, self.param_kinds)]
 
-    def forward(self, x: Tensor, weights: list[Tensor]) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+
+
+class _FrozenBn:
+    def __init__(self, net: TargetNetwork, stats: list[tuple[Tensor, Tensor]] | None) -> None:
+        self.net, self.stats, self.before = net, stats, None
+
+    def __enter__(self) -> None:
+        self.before, self.net.bn_stats = self.net.bn_stats, self.stats
+
+    def __exit__(self, *exc: object) -> None:
+        self.net.bn_stats = self.before
 
 
 class MLP(TargetNetwork):
@@ -82,13 +135,10 @@ class MLP(TargetNetwork):
         for a, b in zip(sizes[:-1], sizes[1:]):
             self._add_linear(a, b)
 
-    def forward(self, x: Tensor, weights: list[Tensor]) -> Tensor:
+    def features(self, x: Tensor, weights: list[Tensor]) -> Tensor:
         h = x.flatten(1)
-        n_layers = len(weights) // 2
-        for i in range(n_layers):
-            h = F.linear(h, weights[2 * i], weights[2 * i + 1])
-            if i < n_layers - 1:
-                h = F.relu(h)
+        for i in range(len(weights) // 2 - 1):
+            h = F.relu(F.linear(h, weights[2 * i], weights[2 * i + 1]))
         return h
 
 
@@ -98,7 +148,8 @@ def _batch_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 class ResNet20(TargetNetwork):
-    """ResNet-(6n+2) for 32x32 images with width factor k (n=3, k=2 by default).
+    """ResNet-(6n+2) for 32x32 images with width factor k (n=3, k=2 by default; k=1 is the 16/32/64-channel
+    ResNet-20 of He et al. that the FSCIL literature uses, target ``resnet20_k1``).
 
     Shortcuts subsample by striding and pad channels with zeros; BN follows every convolution and
     always uses the batch's statistics.
@@ -123,21 +174,20 @@ class ResNet20(TargetNetwork):
                 c_in = width
         self._add_linear(c_in, n_out)
 
-    def forward(self, x: Tensor, weights: list[Tensor]) -> Tensor:
+    def features(self, x: Tensor, weights: list[Tensor]) -> Tensor:
         it = iter(weights)
         h = F.conv2d(x, next(it), next(it), padding=1)
-        h = F.relu(_batch_norm(h, next(it), next(it)))
-        for c_in, c_out, stride in self.block_specs:
+        h = F.relu(self._bn(h, next(it), next(it), 0))
+        for layer, (c_in, c_out, stride) in enumerate(self.block_specs):
             out = F.conv2d(h, next(it), next(it), stride=stride, padding=1)
-            out = F.relu(_batch_norm(out, next(it), next(it)))
+            out = F.relu(self._bn(out, next(it), next(it), 2 * layer + 1))
             out = F.conv2d(out, next(it), next(it), padding=1)
-            out = _batch_norm(out, next(it), next(it))
+            out = self._bn(out, next(it), next(it), 2 * layer + 2)
             shortcut = h[:, :, ::stride, ::stride] if stride > 1 else h
             if c_out > c_in:
                 shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, c_out - c_in))
             h = F.relu(out + shortcut)
-        h = F.adaptive_avg_pool2d(h, 1).flatten(1)
-        return F.linear(h, next(it), next(it))
+        return F.adaptive_avg_pool2d(h, 1).flatten(1)
 
 
 class ZenkeNet(TargetNetwork):
@@ -152,7 +202,7 @@ class ZenkeNet(TargetNetwork):
         self._add_linear(2304, 512)
         self._add_linear(512, n_out)
 
-    def forward(self, x: Tensor, weights: list[Tensor]) -> Tensor:
+    def features(self, x: Tensor, weights: list[Tensor]) -> Tensor:
         w = weights
         h = F.relu(F.conv2d(x, w[0], w[1], padding=1))
         h = F.relu(F.conv2d(h, w[2], w[3]))
@@ -160,8 +210,7 @@ class ZenkeNet(TargetNetwork):
         h = F.relu(F.conv2d(h, w[4], w[5], padding=1))
         h = F.relu(F.conv2d(h, w[6], w[7]))
         h = F.max_pool2d(h, 2).flatten(1)
-        h = F.relu(F.linear(h, w[8], w[9]))
-        return F.linear(h, w[10], w[11])
+        return F.relu(F.linear(h, w[8], w[9]))
 
 
 def build_target(name: str, input_shape: tuple[int, ...], n_out: int, hidden: list[int]) -> TargetNetwork:
@@ -170,6 +219,8 @@ def build_target(name: str, input_shape: tuple[int, ...], n_out: int, hidden: li
         return MLP(math.prod(input_shape), hidden, n_out)
     if name == "resnet20":
         return ResNet20(n_out=n_out, in_channels=input_shape[0])
+    if name == "resnet20_k1":  # the FSCIL literature's ResNet-20: 16/32/64 channels
+        return ResNet20(n_out=n_out, k=1, in_channels=input_shape[0])
     if name == "zenkenet":
         return ZenkeNet(n_out=n_out, in_channels=input_shape[0])
     raise ValueError(f"unknown target network '{name}'")

@@ -19,7 +19,7 @@ from pipeline.tuning.stage import StageOutputs, metrics_files, run_study_stage
 from pipeline.workspace.keys import study_identity
 from pipeline.workspace.layout import Layout
 from pipeline.workspace.outputs import StageStatus, read_json
-from pipeline.workspace.results import COMPLETED, TrialRecord
+from pipeline.workspace.results import COMPLETED, SearchBest, TrialRecord
 from pipeline.workspace.summaries import ARMS, PUBLISHED, TUNED, mean_std, paired, per_seed
 
 REPORTED = ("average_accuracy", "backward_transfer", "forgetting", "task_inference_accuracy",
@@ -33,7 +33,7 @@ def arms_of(tuned: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     published values) for ``published``; only ``published`` when the profile runs no search."""
     if tuned.get("status") == StageStatus.NO_SEARCH:
         return {PUBLISHED: {}}
-    return {TUNED: dict(tuned["best"]["config"]), PUBLISHED: {}}
+    return {TUNED: SearchBest.of(tuned).config, PUBLISHED: {}}
 
 
 def trained_arms(study: Study, arms: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -166,7 +166,7 @@ def metrics_and_runs(name: str, params: Params, tuned: Mapping[str, Any], arms: 
     }
     if TUNED in arms:
         metrics["tune"] = {"trials": len(tuned["trials"]), **tuned["counts"],
-                           "best_objective": tuned["best"]["objective"]}
+                           "best_objective": SearchBest.of(tuned).objective}
     runs = {"study": name, "resumed": resumed,
             "arms": {arm: {"settings": arms[arm], "runs_of": TUNED if arm in shared else arm,
                            "seeds_finished": [r.config["seed"] for r in done],

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from pipeline.analysis import plots
 from pipeline.analysis.compare import NOT_COMPARABLE, reductions, verdict
+from pipeline.analysis.fscil_report import fscil_sections
 from pipeline.analysis.importance import SearchAnalysis, analyse, sentence
 from pipeline.analysis.rungs import rung_correlation
 from pipeline.analysis.sweep_report import sweep_sections
@@ -19,6 +20,7 @@ from pipeline.spec.studies import Study, load_study
 from pipeline.tracking import publish
 from pipeline.workspace.layout import Layout
 from pipeline.workspace.outputs import StageStatus, fresh_dir, read_json
+from pipeline.workspace.results import SearchBest
 from pipeline.workspace.summaries import PUBLISHED, TUNED
 
 PROTOCOL = ("Protocol: the search, ASHA's early stopping and the choice of the best trial see only validation "
@@ -99,12 +101,13 @@ def _arm_line(arm: str, scores: Mapping[str, Any], seeds: list) -> str:
 
 def _search_lines(study: Study, tuned: dict) -> list[str]:
     counts = tuned["counts"]
-    best = tuned["best"]["config"]
+    searched = SearchBest.of(tuned)
+    best = searched.config
     lines = [_rung_line(study, tuned), "",
              f"Search: {len(tuned['trials'])} trials ({counts['completed']} reached the last task, "
              f"{counts['pruned']} stopped early by ASHA, {counts['diverged']} diverged, {counts['failed']} "
              f"failed), {_seconds(tuned['wall_s'], tuned.get('resumed'))}. Best {study.metric} in the search: "
-             f"{tuned['best']['objective']:.2f}.", ""]
+             f"{searched.objective:.2f}.", ""]
     if study.config(best, 1) == study.config({}, 1):
         lines += ["The search's best is the published configuration itself: its runs were trained once and stand for both arms.", ""]
     published = study.config({}, 1).to_dict()
@@ -223,7 +226,8 @@ def write_report(layout: Layout, params: Params) -> Path:
                   "(plots/tuned_vs_published.png)", ""]
     lines += [f"Search and final-run time of the studies: {total_s / 60:.1f} min (Ray start-up included).", ""]
     report = out / "report.md"
-    report.write_text("\n".join(lines + sections + sweep_sections(layout, params, plot_dir)))
+    report.write_text("\n".join(lines + sections + sweep_sections(layout, params, plot_dir)
+                                 + fscil_sections(layout, params)))
     return report
 
 

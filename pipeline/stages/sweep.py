@@ -16,7 +16,14 @@ from pipeline.tuning.stage import StageOutputs, metrics_files, run_study_stage
 from pipeline.workspace.keys import study_identity
 from pipeline.workspace.layout import Layout
 from pipeline.workspace.outputs import StageStatus, read_json
-from pipeline.workspace.results import COMPLETED, INFERENCE_PREFIXES, SESSION_LISTS, SESSION_SCORES, TrialRecord
+from pipeline.workspace.results import (
+    COMPLETED,
+    INFERENCE_PREFIXES,
+    SESSION_LISTS,
+    SESSION_SCORES,
+    SearchBest,
+    TrialRecord,
+)
 from pipeline.workspace.summaries import mean_std, per_seed
 
 # Per rule of task inference (plain: lowest entropy; maxprob_, maxlogit_): task inference and
@@ -24,7 +31,8 @@ from pipeline.workspace.summaries import mean_std, per_seed
 INFERRED = tuple(rule + key for rule in INFERENCE_PREFIXES
                  for key in ("task_inference_accuracy", "class_incremental_accuracy", *SESSION_SCORES))
 SWEPT = ("average_accuracy", "backward_transfer", "forgetting", "val_average_accuracy", "val_backward_transfer",
-         "val_forgetting", *INFERRED, *(f"val_{k}" for k in INFERRED), "mask_density", "mask_overlap",
+         "val_forgetting", *INFERRED, *(f"val_{k}" for k in INFERRED), "base_class_accuracy", "novel_class_accuracy",
+         "mask_density", "mask_overlap",
          "hypernetwork_parameters")
 
 
@@ -37,7 +45,7 @@ def base_configuration(layout: Layout, params: Params, sweep: Study) -> dict[str
     summary = read_json(layout.tune_summary(name), f"tune@{name}")
     if summary.get("status") == StageStatus.DONE and summary.get("profile") == params.profile.name:
         own = set(sweep.grid) | set(sweep.fixed) | set(sweep.budget)
-        settings = {k: v for k, v in summary["best"]["config"].items() if k not in own}
+        settings = {k: v for k, v in SearchBest.of(summary).config.items() if k not in own}
         others = [m for m in sweep.methods if m != method]
         return {"study": name, "method": method, "source": "search", "settings": settings,
                 "text": f"the best configuration of the search '{name}' in profile '{params.profile.name}'"

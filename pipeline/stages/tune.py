@@ -17,7 +17,7 @@ from pipeline.tuning.stage import StageOutputs, run_study_stage
 from pipeline.workspace.keys import study_identity
 from pipeline.workspace.layout import Layout
 from pipeline.workspace.outputs import StageStatus, no_search
-from pipeline.workspace.results import COMPLETED, Outcome, TrialRecord
+from pipeline.workspace.results import COMPLETED, Outcome, SearchBest, TrialRecord
 
 
 def best_trial(records: list[TrialRecord], study: Study) -> TrialRecord:
@@ -65,7 +65,7 @@ def tune_study(layout: Layout, params: Params, name: str) -> dict[str, Any]:
                      "study_name": run.optuna["study_name"], "direction": DIRECTIONS[study.mode],
                      "trials": journal.load_rows(Path(run.optuna["storage"]), run.optuna["study_name"])}}
         return StageOutputs(files, summary, {
-            f"best_{study.metric}": summary["best"]["objective"], "wall_s": run.wall_s,
+            f"best_{study.metric}": SearchBest.of(summary).objective, "wall_s": run.wall_s,
             **{f"trials_{k}": v for k, v in summary["counts"].items()}})
 
     return run_study_stage(layout, params, "tune", name, request_of, outputs_of)

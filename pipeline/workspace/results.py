@@ -14,11 +14,14 @@ INFERENCE_PREFIXES = tuple(INFERENCE_RULES)  # rules of task inference: "" (lowe
 SESSION_SCORES = ("mean_session_accuracy", "session_accuracy_drop")  # few-shot class-incremental streams
 SCORES = ("average_accuracy", "backward_transfer", "forgetting", "current_task_accuracy",
           *(rule + key for rule in INFERENCE_PREFIXES
-            for key in ("task_inference_accuracy", "class_incremental_accuracy", *SESSION_SCORES)))
+            for key in ("task_inference_accuracy", "class_incremental_accuracy", *SESSION_SCORES)),
+          "base_class_accuracy", "novel_class_accuracy")  # the last two: few-shot class-incremental streams
 # After every task: test scores (reported only) and validation scores (``val_``: what selection sees).
 TASK_METRICS = SCORES + tuple(f"val_{k}" for k in SCORES)
 # Class-incremental accuracy after every session so far, per inference rule, on test and validation data.
-SESSION_LISTS = tuple(f"{split}{rule}session_accuracy" for split in ("", "val_") for rule in INFERENCE_PREFIXES)
+# Few-shot class-incremental streams also list the base and novel classes' accuracy after every session.
+SESSION_LISTS = (*(f"{split}{rule}session_accuracy" for split in ("", "val_") for rule in INFERENCE_PREFIXES),
+                 "base_session_accuracy", "novel_session_accuracy")
 SUMMARY_METRICS = ("mask_density", "mask_overlap", "hypernetwork_parameters")  # the last task's report only
 TIME_ATTR = "task"  # number of finished tasks: the ASHA rungs are task boundaries
 NODE = "node_id"  # the Ray node that reported the result (a retried trial may go on elsewhere)
@@ -61,6 +64,20 @@ class TrialResult:
                    completed=bool(result.get(COMPLETED_KEY)), diverged=bool(result.get(DIVERGED_KEY)),
                    models_saved=bool(result.get(MODELS_SAVED)), replayed=bool(result.get(REPLAYED)),
                    error_message=str(result.get(ERROR_MESSAGE) or ""))
+
+
+@dataclass(frozen=True)
+class SearchBest:
+    """The best trial of a finished search, as ``tune``'s summary records it (``summary["best"]``)."""
+
+    config: dict[str, Any]
+    objective: float
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any]) -> "SearchBest":
+        """Read from a tune summary with status done."""
+        best = summary["best"]
+        return cls(dict(best["config"]), float(best["objective"]))
 
 
 def task_result(report: Any) -> dict[str, Any]:

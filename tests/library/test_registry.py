@@ -153,6 +153,7 @@ def test_a_registered_method_is_known_to_settings_the_memory_estimate_and_traini
             trained_target=target.num_params(), stored_per_task=7 * target.num_params()),
         benchmark_defaults={"split_mnist": {"lr": 0.05}}))
     try:
+        assert list(METHODS) == sorted(METHODS) and "scaled" in METHODS  # listed by name, not by arrival
         cfg = resolve_config("split_mnist", method="scaled")
         assert cfg.lr == 0.05 and resolve_config("permuted_mnist", method="scaled").lr == 1e-3
         assert resolve_config("split_mnist", method="hypermask").lr == 1e-3

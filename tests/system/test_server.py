@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from pipeline_fixtures import (
     TINY_STUDY,
     copy_project,
+    free_port,
     metric_steps,
     only_studies,
     runs_by_parent,
@@ -29,12 +29,6 @@ from pipeline_fixtures import (
 
 STUDY = {**TINY_STUDY, "initial_points": [{"beta": 5.0e-3, "lr": 1.0e-3}, {"beta": 1.0e-3, "lr": 3.0e-3},
                                           {"beta": 2.0e-2, "lr": 1.0e-3}]}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start_server(db: Path, artifacts: Path, port: int) -> subprocess.Popen:
@@ -83,7 +77,7 @@ def test_a_study_against_a_tracking_server_that_goes_away_and_returns(tmp_path: 
     root = copy_project(tmp_path / "project", data={"root": str(mirror)}, ray={"storage": "ray_storage"})
     write_study(root, "tiny", STUDY)
     only_studies(root, "tiny", tasks=2)
-    db, artifacts, port = tmp_path / "server.db", tmp_path / "artifacts", _free_port()
+    db, artifacts, port = tmp_path / "server.db", tmp_path / "artifacts", free_port()
     url = f"http://127.0.0.1:{port}"
     env = tool_env(HYPERMASK_DATA_MIRROR=str(mirror), MLFLOW_TRACKING_URI=url, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
                    MLFLOW_HTTP_REQUEST_TIMEOUT="20")

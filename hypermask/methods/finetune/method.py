@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from hypermask.config import Config
@@ -25,8 +27,8 @@ class Finetune(ContinualMethod):
     def all_task_weights(self, num_tasks: int) -> list[list[Tensor]]:
         return [list(self.theta)] * num_tasks
 
-    def artifacts(self) -> dict[str, object]:
+    def artifacts(self) -> dict[str, Any]:
         return {"target": [p.detach().cpu() for p in self.theta]}
 
-    def load_artifacts(self, pieces: dict[str, object]) -> None:
+    def load_artifacts(self, pieces: dict[str, Any]) -> None:
         load_tensors(self.theta, pieces["target"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -12,7 +13,7 @@ from hypermask.methods.base import HypernetworkMethod, cross_entropy
 from hypermask.nets import TargetNetwork, split_flat
 
 
-def adam_delta(optimizer: torch.optim.Optimizer, params: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+def adam_delta(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads: Sequence[Tensor]) -> list[Tensor]:
     """The change Adam would make to ``params`` given ``grads``, without making it (detached).
 
     As the authors' look-ahead computes it: hypercl at e32567889f77, utils/optim_step.py:236-313

@@ -52,3 +52,9 @@ def test_the_code_passes_the_linter() -> None:
     ruff = Path(sys.executable).parent / "ruff"
     done = subprocess.run([str(ruff), "check", "."], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_library_passes_the_type_checker() -> None:
+    mypy = Path(sys.executable).parent / "mypy"
+    done = subprocess.run([str(mypy)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -257,3 +257,19 @@ def test_a_study_trained_without_search_may_hold_out_no_validation_data() -> Non
     with pytest.raises(PipelineError, match="'budget.validation_size' must be >= 1: trials are selected"):
         parse_study("tiny", data, "studies/tiny.yaml")
     assert parse_study("tiny", data, "studies/tiny.yaml", searched=False).config({}, 1).validation_size == 0
+
+
+def test_fscil_searches_score_the_pseudo_protocol_and_the_sweeps_run_the_standard_one() -> None:
+    """No novel class reaches a search: the FSCIL searches train and score the pseudo protocol (base classes
+    only), and the sweeps that take their best configuration run the standard protocol with every method."""
+    layout = Layout.at(REPO)
+    ablations = load_params(layout.params_file, "ablations").profile
+    for search, sweep in (("fscil_mnist_search", "fscil_mnist"), ("fscil_cifar100_search", "fscil_cifar100")):
+        assert PARAMS["sweeps"][sweep] == search
+        config = load_study(layout, search).config({}, 1)
+        assert config.fscil_protocol == "pseudo" and load_study(layout, search).metric.startswith("val_")
+        for profile in (None, ablations) if sweep == "fscil_mnist" else (None,):
+            study = load_study(layout, sweep, profile)
+            assert study.fixed["fscil_protocol"] == "standard"
+            assert set(study.grid["method"]) == {"hypermask", "hypermask_sessions", "decoupled", "hnet", "finetune"}
+            assert len(study.seeds) >= 3 and study.config({}, 1).tasks == (4 if sweep == "fscil_mnist" else 9)

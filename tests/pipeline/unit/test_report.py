@@ -206,7 +206,7 @@ def test_a_profile_without_search_reports_the_published_runs_beside_the_paper(tm
 def test_final_arms_follow_the_tune_summary() -> None:
     from pipeline.stages.final import arms_of
 
-    assert arms_of({"status": "done", "best": {"config": BEST}}) == {"tuned": BEST, "published": {}}
+    assert arms_of({"status": "done", "best": {"config": BEST, "objective": 97.5}}) == {"tuned": BEST, "published": {}}
     assert arms_of(no_search("s", "reproduce")) == {"published": {}}
 
 
