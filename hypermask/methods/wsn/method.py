@@ -10,6 +10,7 @@ and networks/resnet18.py (no biases, one unmasked head per task, batch norm with
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +52,7 @@ class Wsn(ContinualMethod):
     """
 
     name = "wsn"
+    tasks_done: Tensor  # buffers (typed for the type checker)
 
     def __init__(self, cfg: Config, target: TargetNetwork, num_tasks: int) -> None:
         super().__init__(cfg, target, num_tasks)
@@ -82,9 +84,20 @@ class Wsn(ContinualMethod):
             self._fixed[i] = name
         self._frozen: list[Tensor] | None = None
 
+    def mask_store(self, k: int) -> Tensor:
+        """Every task's mask of scored tensor ``k`` (bool, tasks first)."""
+        store = getattr(self, f"masks_{k}")
+        assert isinstance(store, Tensor)
+        return store
+
+    def _fixed_tensor(self, index: int) -> Tensor:
+        fixed = getattr(self, self._fixed[index])
+        assert isinstance(fixed, Tensor)
+        return fixed
+
     def kept_masks(self, task: int) -> list[Tensor]:
         """The binary masks ``task`` kept (bool), one per scored tensor."""
-        return [getattr(self, f"masks_{k}")[task] for k in range(len(self.scored_index))]
+        return [self.mask_store(k)[task] for k in range(len(self.scored_index))]
 
     def current_masks(self) -> list[Tensor]:
         """The masks the scores choose now (float, straight-through to the scores)."""
@@ -95,13 +108,13 @@ class Wsn(ContinualMethod):
         if task == 0:
             self._frozen = None
             return
-        self._frozen = [getattr(self, f"masks_{k}")[:task].any(dim=0) for k in range(len(self.scored_index))]
+        self._frozen = [self.mask_store(k)[:task].any(dim=0) for k in range(len(self.scored_index))]
 
     def end_task(self, task: int) -> None:
         """Keep the task's mask (main_wsn_pmnist.py:210, ``per_task_masks[task_id] = model.get_masks``)."""
         with torch.no_grad():
             for k, mask in enumerate(self.current_masks()):
-                getattr(self, f"masks_{k}")[task] = mask > 0
+                self.mask_store(k)[task] = mask > 0
             self.tasks_done.fill_(task + 1)
         self._frozen = None
 
@@ -120,7 +133,7 @@ class Wsn(ContinualMethod):
             elif i == count - 2:
                 weights.append(head)
             else:
-                weights.append(getattr(self, self._fixed[i]))
+                weights.append(self._fixed_tensor(i))
         return weights
 
     def training_loss(self, task: int, x: Tensor, y: Tensor, sparsity: float) -> tuple[Tensor, Tensor]:
@@ -148,20 +161,20 @@ class Wsn(ContinualMethod):
         done = min(num_tasks, int(self.tasks_done))
         if done == 0:
             return {}
-        total = sum(m[0].numel() for m in (getattr(self, f"masks_{k}") for k in range(len(self.scored_index))))
+        total = sum(self.mask_store(k)[0].numel() for k in range(len(self.scored_index)))
         kept = [sum(int(m.count_nonzero()) for m in self.kept_masks(t)) / total for t in range(done)]
-        union = sum(int(getattr(self, f"masks_{k}")[:done].any(dim=0).count_nonzero())
+        union = sum(int(self.mask_store(k)[:done].any(dim=0).count_nonzero())
                     for k in range(len(self.scored_index)))
         return {"mask_density": sum(kept) / done, "capacity_used": union / total}
 
-    def artifacts(self) -> dict[str, object]:
+    def artifacts(self) -> dict[str, Any]:
         return {"target": [p.detach().cpu() for p in self.theta],
                 "scores": [p.detach().cpu() for p in self.scores],
-                "masks": [getattr(self, f"masks_{k}").cpu() for k in range(len(self.scored_index))],
+                "masks": [self.mask_store(k).cpu() for k in range(len(self.scored_index))],
                 "heads": [p.detach().cpu() for p in self.heads]}
 
     @torch.no_grad()
-    def load_artifacts(self, pieces: dict[str, object]) -> None:
+    def load_artifacts(self, pieces: dict[str, Any]) -> None:
         load_tensors(self.theta, pieces["target"])
         load_tensors(self.scores, pieces["scores"])
         load_tensors(self.heads, pieces["heads"])
@@ -169,7 +182,7 @@ class Wsn(ContinualMethod):
         if not isinstance(masks, list) or len(masks) != len(self.scored_index):
             raise ValueError("saved masks do not match the target network's scored tensors")
         for k, mask in enumerate(masks):
-            buffer = getattr(self, f"masks_{k}")
+            buffer = self.mask_store(k)
             if mask.shape != buffer.shape:
                 raise ValueError("saved masks do not match the target network's shapes")
             buffer.copy_(mask)
