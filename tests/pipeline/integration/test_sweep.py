@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hypermask.registry import METHODS
 from pipeline.cluster.session import local_ray
 from pipeline.errors import PipelineError
 from pipeline.spec.params import load_params
@@ -38,7 +39,7 @@ BEST = {"beta": 5.0e-3, "lr": 2.0e-3, "p": 30}
     ({"fixed": {"p": 20}}, "'grid.p' is also set in 'fixed' or 'budget'"),
     ({"kind": "grid"}, "'kind' must be one of search, sweep"),
     ({"search_space": {"beta": {"choice": [1e-3]}}}, "'search_space' is not a known key"),
-    ({"grid": {"method": ["hypermask", "ewc"]}}, "'grid.method' must list methods among finetune, hnet, hypermask"),
+    ({"grid": {"method": ["hypermask", "ewc"]}}, f"'grid.method' must list methods among {', '.join(sorted(METHODS))}, got 'ewc'"),
     ({"grid": {"method": ["hypermask", "hnet"], "chunk_size": [0, 10**7]}},
      "'grid.method=hypermask,chunk_size=10000000'"),
 ])
