@@ -38,10 +38,12 @@ def test_ray_job_submit_runs_a_study_on_a_local_head(tmp_path: Path, mirror: Pat
     gcs_port, dashboard_port = free_port(), free_port()
     env = tool_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                    HYPERMASK_DATA_MIRROR=str(mirror), RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+    # the job agent on a port of its own: the default one may be held by another Ray on this machine
     head = subprocess.Popen(
         ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
          "--num-cpus=1", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard_port}", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+         f"--dashboard-port={dashboard_port}", f"--dashboard-agent-listen-port={free_port()}",
+         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{dashboard_port}"
     try:

@@ -76,7 +76,8 @@ class LocalCluster:
         port = free_port()
         process = subprocess.Popen(
             ["ray", "start", "--block", "--node-ip-address=127.0.0.1", f"--node-manager-port={port}",
-             "--disable-usage-stats", *options],
+             # the job agent's own port: the default one may be held by another Ray on this machine
+             f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats", *options],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.nodes[name] = (process, port)
         return process
