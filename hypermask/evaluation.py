@@ -149,12 +149,11 @@ def evaluate_sessions(method: ContinualMethod, stream: TaskStream, last: int, cf
     predict = method.class_predictor(stream, last + 1, device)
     batch = cfg.eval_batch_size or EVAL_BATCH
     test = joint_predictions(predict, stream, last, "test", device, batch)
-    inference = {"class_incremental_accuracy": _percent(test), "base_class_accuracy": _percent(test[:1])}
-    if last > 0:
-        inference["novel_class_accuracy"] = _percent(test[1:])
     val = joint_predictions(predict, stream, last, "val", device, batch)
-    if _percent(val) is not None:
-        inference[VAL_PREFIX + "class_incremental_accuracy"] = _percent(val)
+    scores = {"class_incremental_accuracy": _percent(test), "base_class_accuracy": _percent(test[:1]),
+              "novel_class_accuracy": _percent(test[1:]) if last > 0 else None,
+              VAL_PREFIX + "class_incremental_accuracy": _percent(val)}
+    inference = {key: value for key, value in scores.items() if value is not None}  # no images, no score
     method.train()
     return Evaluation([_percent([pair]) or 0.0 for pair in test], [], inference)
 

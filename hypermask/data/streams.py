@@ -198,7 +198,8 @@ def class_incremental_sessions(cfg: Config, arrays: ImageArrays) -> TaskStream:
     generator = torch.Generator().manual_seed(cfg.seed)
     shot_generator = torch.Generator().manual_seed(cfg.protocol_seed)
     ranges = session_ranges(cfg)
-    published = cfg.fscil_protocol == "standard" and listed_shots(cfg.benchmark) is not None
+    listed = listed_shots(cfg.benchmark) if cfg.fscil_protocol == "standard" else None
+    published = listed is not None
     tasks, shot_indices = [], []
     for s, session in enumerate(ranges):
         in_session = torch.nonzero((train_y >= session.start) & (train_y < session.stop)).flatten()
@@ -218,8 +219,8 @@ def class_incremental_sessions(cfg: Config, arrays: ImageArrays) -> TaskStream:
         tasks.append(Task(x, y, vx, vy, test_x[in_test], test_y[in_test]))
     protocol = {"name": cfg.fscil_protocol, "class_order": order,
                 "sessions": [[order[label] for label in r] for r in ranges], "shot_indices": shot_indices}
-    if published:
-        protocol["shot_source"] = listed_shots(cfg.benchmark)["source"]
+    if listed is not None:
+        protocol["shot_source"] = listed["source"]
     return TaskStream(cfg.benchmark, tasks, spec.input_shape, spec.outputs,
                       seen_classes=[r.stop for r in ranges], protocol=protocol)
 

@@ -117,7 +117,8 @@ class TargetNetwork(nn.Module):
 
 class _FrozenBn:
     def __init__(self, net: TargetNetwork, stats: list[tuple[Tensor, Tensor]] | None) -> None:
-        self.net, self.stats, self.before = net, stats, None
+        self.net, self.stats = net, stats
+        self.before: list[tuple[Tensor, Tensor]] | None = None
 
     def __enter__(self) -> None:
         self.before, self.net.bn_stats = self.net.bn_stats, self.stats

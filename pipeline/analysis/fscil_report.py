@@ -12,12 +12,13 @@ from pipeline.workspace.layout import Layout
 from pipeline.workspace.outputs import StageStatus, read_json
 
 # Published joint accuracy (%) after each of the 9 sessions of the TOPIC/CEC CIFAR-100 split (60 base classes,
-# 8 sessions of 5-way 5-shot, ResNet-20), as the papers' tables give them.
+# 8 sessions of 5-way 5-shot, ResNet-20), as the papers' tables give them; each row checked against the mean
+# over sessions those tables print beside it (PUBLISHED_MEANS).
 CEC = "Zhang et al., Few-Shot Incremental Learning with Continually Evolved Classifiers, CVPR 2021 (arXiv:2104.03047), Table 1"
 FACT = "Zhou et al., Forward Compatible Few-Shot Class-Incremental Learning, CVPR 2022 (arXiv:2203.06953), Table 1"
 PUBLISHED: dict[str, list[tuple[str, list[float], str]]] = {
     "fscil_cifar100": [
-        ("fine-tuning", [64.10, 36.91, 15.37, 9.80, 6.67, 3.80, 3.70, 3.14, 2.65],
+        ("fine-tuning", [64.10, 39.61, 15.37, 9.80, 6.67, 3.80, 3.70, 3.14, 2.65],
          f"Tao et al., CVPR 2020 (TOPIC), as reported in {CEC}"),
         ("TOPIC", [64.10, 55.88, 47.07, 45.16, 40.11, 36.38, 33.96, 31.55, 29.37],
          f"Tao et al., CVPR 2020, as reported in {CEC}"),
@@ -25,6 +26,7 @@ PUBLISHED: dict[str, list[tuple[str, list[float], str]]] = {
         ("FACT", [74.60, 72.09, 67.56, 63.52, 61.38, 58.36, 56.28, 54.24, 52.10], FACT),
     ],
 }
+PUBLISHED_MEANS = {"fine-tuning": 16.54, "TOPIC": 42.62, "CEC": 59.53, "FACT": 62.24}
 
 
 def is_fscil(metrics: Mapping[str, Any]) -> bool:

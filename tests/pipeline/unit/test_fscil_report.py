@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.analysis.fscil_report import PUBLISHED, fscil_section, fscil_sections, is_fscil
+from pipeline.analysis.fscil_report import PUBLISHED, PUBLISHED_MEANS, fscil_section, fscil_sections, is_fscil
 
 
 def _curve(values: list[float]) -> dict[str, list[float]]:
@@ -72,3 +72,11 @@ def test_sections_come_only_from_finished_few_shot_sweeps(tmp_path: Path) -> Non
     before = sorted(p.name for p in tmp_path.iterdir())
     fscil_sections(layout, params)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_published_rows_agree_with_the_means_their_tables_print() -> None:
+    """A mistyped session value shows as a mean the source table does not print."""
+    rows = PUBLISHED["fscil_cifar100"]
+    assert {name for name, _, _ in rows} == set(PUBLISHED_MEANS)
+    for name, values, _ in rows:
+        assert len(values) == 9 and round(sum(values) / len(values), 2) == PUBLISHED_MEANS[name], name
