@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,9 @@ from torch import Tensor, nn
 from hypermask.config import Config
 from hypermask.metrics import infer_task
 from hypermask.nets import TargetNetwork, build_hypernetwork
+
+if TYPE_CHECKING:
+    from hypermask.data import TaskStream
 
 
 class ContinualMethod(nn.Module):
@@ -74,14 +77,14 @@ class ContinualMethod(nn.Module):
         """Training steps of session ``task`` of a class-incremental stream (``steps``: the budget)."""
         return steps
 
-    def trainable_parameters(self):
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """What the optimiser of the current task trains."""
         return self.parameters()
 
-    def start_session(self, stream, task: int, device: torch.device) -> None:
+    def start_session(self, stream: TaskStream, task: int, device: torch.device) -> None:
         """Called before session ``task`` of a class-incremental stream trains (after :meth:`start_task`)."""
 
-    def class_predictor(self, stream, sessions: int, device: torch.device) -> Callable[[Tensor], Tensor]:
+    def class_predictor(self, stream: TaskStream, sessions: int, device: torch.device) -> Callable[[Tensor], Tensor]:
         """Labels over the classes seen after ``sessions`` sessions, session unknown, for batches of evaluation
         inputs. Default (the paper's rule): every session's weights score the classes seen so far and the
         lowest entropy picks the session. Batch norm uses statistics of base-session training images
@@ -189,7 +192,7 @@ def l1_from_snapshot(theta: list[Tensor], snapshot: list[Tensor], indices: list[
 BN_SAMPLES = 1024  # base-session training images whose statistics batch norm uses at FSCIL evaluation
 
 
-def bn_sample(stream, device: torch.device) -> Tensor:
+def bn_sample(stream: TaskStream, device: torch.device) -> Tensor:
     """A fixed sample of the base session's training images (evaluation preprocessing): the statistics batch
     norm uses when a class-incremental stream is evaluated (base-class data only, the same for every image)."""
     base = stream.tasks[0]

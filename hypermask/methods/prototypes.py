@@ -9,13 +9,16 @@ hence labels, do not depend on which images share a batch.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from hypermask.methods.base import bn_sample
+
+if TYPE_CHECKING:
+    from hypermask.data import TaskStream
 
 TEMPERATURE = 16.0  # scale of the cosine logits in the prototype loss (CEC's temperature)
 FEATURE_BATCH = 1024
@@ -44,7 +47,7 @@ def cosine(feats: Tensor, prototypes: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def session_prototypes(target, weights: list[Tensor], stream, sessions: Sequence[int], stats,
+def session_prototypes(target, weights: list[Tensor], stream: TaskStream, sessions: Sequence[int], stats,
                        device: torch.device) -> Tensor:
     """Prototypes of the classes of ``sessions`` under ``weights``, from each session's training images (the
     base session's: all its training images; a later session's: its shots)."""
@@ -57,7 +60,7 @@ def session_prototypes(target, weights: list[Tensor], stream, sessions: Sequence
     return torch.cat(rows)
 
 
-def prototype_predictor(method, stream, groups: Sequence[tuple[list[Tensor], Sequence[int]]],
+def prototype_predictor(method, stream: TaskStream, groups: Sequence[tuple[list[Tensor], Sequence[int]]],
                         device: torch.device) -> Callable[[Tensor], Tensor]:
     """Labels by the highest cosine similarity to a prototype. ``groups``: weight sets and the sessions whose
     classes each scores (the prototypes of those classes under those weights); the groups' classes together

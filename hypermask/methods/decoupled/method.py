@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from hypermask.methods.finetune.method import Finetune
 from hypermask.methods.prototypes import prototype_predictor
+
+if TYPE_CHECKING:
+    from hypermask.data import TaskStream
 
 
 class Decoupled(Finetune):
@@ -17,5 +22,5 @@ class Decoupled(Finetune):
     def session_steps(self, task: int, steps: int) -> int:
         return steps if task == 0 else 0
 
-    def class_predictor(self, stream, sessions: int, device: torch.device):
+    def class_predictor(self, stream: TaskStream, sessions: int, device: torch.device):
         return prototype_predictor(self, stream, [(list(self.theta), range(sessions))], device)

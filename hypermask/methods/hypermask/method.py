@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,9 @@ from hypermask.methods.base import (
 )
 from hypermask.methods.prototypes import TEMPERATURE, cosine, prototype_predictor, session_prototypes
 from hypermask.nets import TargetNetwork, split_flat
+
+if TYPE_CHECKING:
+    from hypermask.data import TaskStream
 
 
 class HyperMask(HypernetworkMethod):
@@ -56,7 +59,7 @@ class HyperMask(HypernetworkMethod):
             return steps
         return 0 if self.cfg.fscil_mode == "prototype" else self.cfg.session_steps
 
-    def start_session(self, stream, task: int, device: torch.device) -> None:
+    def start_session(self, stream: TaskStream, task: int, device: torch.device) -> None:
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -64,10 +67,10 @@ class HyperMask(HypernetworkMethod):
         if task > 0 and self.cfg.fscil_mode == "session_mask":
             self._session = SessionMask(self, stream, task, device)
 
-    def trainable_parameters(self):
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return self._session.parameters() if self._session is not None else super().trainable_parameters()
 
-    def class_predictor(self, stream, sessions: int, device: torch.device):
+    def class_predictor(self, stream: TaskStream, sessions: int, device: torch.device):
         if self.cfg.fscil_mode == "classifier":
             return super().class_predictor(stream, sessions, device)
         if self.cfg.fscil_mode == "prototype":
@@ -139,7 +142,7 @@ class SessionMask:
     (scaled by :data:`TEMPERATURE`) of the shots' features to the prototypes of the base classes (base mask,
     base training images, fixed) and of the session's classes (current mask, the shots themselves)."""
 
-    def __init__(self, method: HyperMask, stream, task: int, device: torch.device) -> None:
+    def __init__(self, method: HyperMask, stream: TaskStream, task: int, device: torch.device) -> None:
         self.method, self.stream, self.task = method, stream, task
         cfg = method.cfg
         with torch.no_grad():
