@@ -117,10 +117,9 @@ def joint_predictions(predict, stream: TaskStream, last: int, split: str, device
                       batch_size: int) -> list[tuple[Tensor, Tensor]]:
     """(predicted, true) labels of every seen session's ``split`` images, the session unknown: the images of
     all seen sessions are pooled and cut into batches of ``batch_size``, each mixing every seen class."""
-    xs = [split_data(stream.tasks[j], split)[0] for j in range(last + 1)]
-    ys = [split_data(stream.tasks[j], split)[1] for j in range(last + 1)]
-    sizes = [len(y) for y in ys]
-    x, y = torch.cat(xs), torch.cat(ys)
+    parts = [split_data(stream.tasks[j], split) for j in range(last + 1)]
+    sizes = [len(part[1]) for part in parts]
+    x, y = torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     guessed = torch.empty_like(y)
     for start in range(0, len(y), batch_size):
