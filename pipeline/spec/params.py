@@ -18,6 +18,8 @@ BUDGET_KEYS = ("trials", "concurrency")
 FIXED_CONCURRENCY = "fixed_concurrency"  # budget flag: the study's concurrency is not raised to fill GPUs
 AUTO = "auto"
 ACCELERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+ROUNDS, ASYNC = "rounds", "async"  # search.mode
+SEARCH_MODES = (ROUNDS, ASYNC)
 MIN_FINAL_SEEDS = 3  # the final stage compares tuned and published per seed: fewer give no spread to judge by
 
 
@@ -70,6 +72,13 @@ class Params:
     data_node_root: str = ""  # cluster without a shared data path: each node's own verified copy lives here
     profiles: dict[str, Profile] = field(default_factory=dict)  # every profile, the active one included
     sweeps: dict[str, str] = field(default_factory=dict)  # sweep study -> the search study giving its base
+    search_mode: str = ROUNDS  # rounds: selection independent of timing; async: ASHA + constant liar
+    round_size: int = 4  # configurations proposed together per round (rounds mode)
+
+    @property
+    def timing_dependent(self) -> bool:
+        """Whether what a search selects depends on when its trials report (the asynchronous search)."""
+        return self.search_mode == ASYNC
 
     @property
     def all_studies(self) -> list[str]:
@@ -78,7 +87,9 @@ class Params:
 
     def search_settings(self) -> dict[str, Any]:
         """The search's settings as recorded in plans and stage keys."""
-        return {"seed": self.search_seed, "startup_trials": self.startup_trials, "trial_seed": self.trial_seed}
+        found = {"seed": self.search_seed, "startup_trials": self.startup_trials, "trial_seed": self.trial_seed,
+                 "mode": self.search_mode}
+        return {**found, "round_size": self.round_size} if self.search_mode == ROUNDS else found
 
     def asha_settings(self) -> dict[str, Any]:
         """ASHA's settings as recorded in plans, stage keys and summaries."""
@@ -187,6 +198,12 @@ def _resources(value: Any) -> ResourceRequest:
     return ResourceRequest(cpus, gpus, accelerator, wait)
 
 
+def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise bad(SOURCE, key, f"must be one of {', '.join(choices)}", value)
+    return str(value)
+
+
 def _text(value: Any, key: str) -> str:
     if value is None:
         return ""
@@ -207,7 +224,7 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
         raise bad(SOURCE, "profile", f"must name one of the profiles ({', '.join(profiles)})", chosen)
     every = {name: _profile(name, value, [*studies, *sweeps]) for name, value in profiles.items()}  # all are checked
     active = every[chosen]
-    search = schema.mapping(data.get("search"), SOURCE, "search", allowed=("seed", "startup_trials", "trial_seed"))
+    search = schema.mapping(data.get("search"), SOURCE, "search", allowed=("seed", "startup_trials", "trial_seed", "mode", "round_size"))
     asha = schema.mapping(data.get("asha"), SOURCE, "asha", allowed=("enabled", "grace_tasks", "reduction_factor"))
     asha_enabled = schema.boolean(asha.get("enabled", True), SOURCE, "asha.enabled")
     ray = schema.mapping(data.get("ray"), SOURCE, "ray", allowed=("address", "storage", "max_failures"))
@@ -240,6 +257,8 @@ def parse_params(data: dict[str, Any], profile: str | None = None) -> Params:
         data_node_root=_text(data_cfg.get("node_root"), "data.node_root"),
         profiles=every,
         sweeps=sweeps,
+        search_mode=_choice(search.get("mode", ROUNDS), "search.mode", SEARCH_MODES),
+        round_size=schema.integer(search.get("round_size", 4), SOURCE, "search.round_size"),
     )
 
 

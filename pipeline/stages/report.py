@@ -108,6 +108,8 @@ def _search_lines(study: Study, tuned: dict) -> list[str]:
              f"{counts['pruned']} stopped early by ASHA, {counts['diverged']} diverged, {counts['failed']} "
              f"failed), {_seconds(tuned['wall_s'], tuned.get('resumed'))}. Best {study.metric} in the search: "
              f"{searched.objective:.2f}.", ""]
+    if tuned.get("selection"):
+        lines += [f"Selection: {tuned['selection']['note']}.", ""]
     if study.config(best, 1) == study.config({}, 1):
         lines += ["The search's best is the published configuration itself: its runs were trained once and stand for both arms.", ""]
     published = study.config({}, 1).to_dict()

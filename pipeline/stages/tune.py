@@ -81,7 +81,7 @@ def search_summary(layout: Layout, params: Params, study: Study, run: StageRun, 
         "benchmark": study.benchmark, "method": study.method, "objective": {"metric": study.metric,
                                                                              "mode": study.mode},
         "protocol": {"selection": "validation", "trial_seed": params.trial_seed, "final_seeds": study.seeds},
-        "search": search, "asha": asha, "rung_task": rung_task(study, params),
+        "search": search, "selection": selection(params), "asha": asha, "rung_task": rung_task(study, params),
         "budget": {"trials": study.trials, "concurrency": study.concurrency, **study.budget},
         "fixed": study.fixed, "space": study.space_spec(),
         "best": {"trial_id": best.trial_id, "config": best.config, "objective": best.metrics[study.metric],
@@ -96,6 +96,19 @@ def search_summary(layout: Layout, params: Params, study: Study, run: StageRun, 
         "mlflow": {"experiment_id": run.experiment_id, "parent_run_id": run.parent_id,
                    "tracking_uri": run.client.tracking_uri},
     }
+
+
+def selection(params: Params) -> dict[str, Any]:
+    """Whether the search's selection depends on when its trials reported, said in the summary and report."""
+    if params.timing_dependent:
+        note = ("asynchronous search: TPE proposed from whichever trials had finished and ASHA judged each trial "
+                "against those that reached its rung first, so the selection depends on timing, trials at a "
+                "time and nodes (another run can select another configuration)")
+    else:
+        note = (f"in rounds of {params.round_size}: each round proposed from finished rounds only and stopped "
+                "trials at a rung once its whole round had reported it, so the selection depends on the study, "
+                "its seed and settings only, not on timing, trials at a time or nodes")
+    return {"mode": params.search_mode, "depends_on_timing": params.timing_dependent, "note": note}
 
 
 def run(layout: Layout, params: Params, study: str | None) -> None:

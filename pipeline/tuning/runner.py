@@ -76,8 +76,8 @@ class TuneRequest:
 
     @property
     def searches(self) -> bool:
-        """Whether a searcher proposes the trials: then the trials at a time shape the results (each proposal
-        follows the results seen so far), while a grid of fixed runs gives the same at any concurrency."""
+        """Whether a searcher proposes the trials (in the asynchronous search the trials at a time then shape the
+        results; in rounds, and for a grid of fixed runs, they do not)."""
         return self.searcher is not None
 
 
@@ -163,7 +163,7 @@ def _tuner(layout: Layout, params: Params, request: TuneRequest, key: str, stora
     return tune.Tuner(
         trainable,
         param_space=request.param_space,
-        tune_config=tune.TuneConfig(num_samples=request.num_samples, max_concurrent_trials=concurrency,
+        tune_config=tune.TuneConfig(num_samples=request.num_samples, max_concurrent_trials=_limit(params, request, concurrency),
                                     search_alg=searcher, scheduler=request.scheduler, reuse_actors=False),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=1,
@@ -171,6 +171,12 @@ def _tuner(layout: Layout, params: Params, request: TuneRequest, key: str, stora
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[TrialEndWriter(), _tracker(params, request, key, uri, tags), CheckpointCleaner()]),
     ), False
+
+
+def _limit(params: Params, request: TuneRequest, concurrency: int) -> int | None:
+    """Tune's cap on trials at a time: the plan's concurrency, except for a search in rounds, whose trials
+    waiting at a rung for their round hold no slot (the planned resources per trial bound what runs)."""
+    return None if request.searches and not params.timing_dependent else concurrency
 
 
 def _history(result: Any, metric: str) -> dict[int, float]:
@@ -224,7 +230,7 @@ def run_experiment(layout: Layout, params: Params, request: TuneRequest) -> Stag
             check_trials_fit(request.study, request.trial_seed)
             plan = plan_resources(params.resources, request.study.concurrency, request.trials, request.study.fixed_concurrency)
             runtime = runtime_settings(plan.resources(), params.data_node_root or layout.resolve(params.data_root))
-            concurrency = plan.concurrency if request.searches else None
+            concurrency = plan.concurrency if request.searches and params.timing_dependent else None
             key = stage_key(request.identity, runtime, concurrency)
             parent_id, created = tracking.ensure_run(client, experiment_id, request.stage,
                                                      {tracking.TAG_STAGE: request.stage, tracking.TAG_KEY: key})

@@ -31,18 +31,26 @@ def code_digest(root: Path, stage: str) -> str:
 
 
 def runtime_identity(runtime: Mapping[str, Any], concurrency: int | None = None) -> dict[str, Any]:
-    """The result-affecting part of a trial's runtime settings (threads, device) and, for a search, the
-    planned trials at a time (they decide which results the searcher has seen when it proposes a trial)."""
+    """The result-affecting part of a trial's runtime settings (threads, device) and, for the asynchronous
+    search, the planned trials at a time (they decide which results the searcher has seen when it proposes a
+    trial)."""
     found = {k: v for k, v in runtime.items() if k not in NON_RESULT_SETTINGS}
     return found if concurrency is None else {**found, "concurrency": concurrency}
 
 
+# How many trials run at once is where they run, not what they give: it enters a key only through
+# :func:`runtime_identity`, for the asynchronous search whose selection depends on it.
+PLACEMENT_KEYS = ("concurrency", "fixed_concurrency")
+
+
 def study_identity(root: Path, stage: str, study: Study, params: Params, **extra: Any) -> dict[str, Any]:
     """What defines the results of ``stage`` of ``study`` apart from where trials run: the study as
-    resolved under the profile, the result-affecting settings of its base configuration, the stage's
-    code, the data's checksums, the profile, and ``extra`` (search settings, the tuned configuration)."""
+    resolved under the profile (without its trials at a time), the result-affecting settings of its base
+    configuration, the stage's code, the data's checksums, the profile, and ``extra`` (search settings, the
+    tuned configuration)."""
     return {
-        "stage": stage, "profile": params.profile.name, "study": study.to_dict(),
+        "stage": stage, "profile": params.profile.name,
+        "study": {k: v for k, v in study.to_dict().items() if k not in PLACEMENT_KEYS},
         "settings": result_settings(study.config({}, params.trial_seed)),
         "code": code_digest(root, stage),
         "data": dataset_checksums(dataset_for(study.benchmark)),

@@ -3,6 +3,7 @@ searcher continuing the same study (no Ray needed)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -23,9 +24,9 @@ def test_the_journal_lies_beside_the_tune_experiment_or_locally_for_a_uri(tmp_pa
     assert journal_path("s3://bucket/rs", "tune-s-k", local) == local / "tune-s-k.optuna.log"
 
 
-def test_a_restored_searcher_continues_its_study_in_the_journal(tmp_path: Path) -> None:
+def test_a_restored_asynchronous_searcher_continues_its_study_in_the_journal(tmp_path: Path) -> None:
     study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
-    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "test")
+    params = replace(parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "test"), search_mode="async")
     path = tmp_path / "rs" / "tune-tiny-k.optuna.log"
     searcher = build_searcher(study, params, "tune-tiny-k", open_storage(path, fresh=True))
     assert searcher._sampler._constant_liar
@@ -45,6 +46,23 @@ def test_a_restored_searcher_continues_its_study_in_the_journal(tmp_path: Path) 
 
     build_searcher(study, params, "tune-tiny-k", open_storage(path, fresh=True))  # a fresh search: a new study
     assert load_rows(path, "tune-tiny-k") == []
+
+
+def test_a_restored_round_search_hands_out_again_what_tune_never_received(tmp_path: Path) -> None:
+    study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")  # 3 trials: one round
+    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "test")
+    path = tmp_path / "tune-tiny-k.optuna.log"
+    searcher = build_searcher(study, params, "tune-tiny-k", open_storage(path, fresh=True))
+    first = [searcher.suggest(trial_id) for trial_id in ("a", "b")]
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    lost = searcher.suggest("c")  # handed out after Tune's last snapshot
+    restored = build_searcher(study, params)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("d") == lost and restored.number("d") == 2  # the same trial of the same round
+    assert restored.suggest("e") is None  # the round is all out: nothing more until it has ended
+    for trial_id in ("a", "b", "d"):
+        restored.on_trial_complete(trial_id, {**RESULT, "val_average_accuracy": 70.0})
+    assert [r["state"] for r in load_rows(path, "tune-tiny-k")] == ["COMPLETE"] * 3 and len(first) == 2
 
 
 def test_a_lock_left_by_a_killed_stage_does_not_hold_up_the_next(tmp_path: Path) -> None:
@@ -70,7 +88,8 @@ def test_a_trial_the_journal_holds_as_ended_keeps_its_record_after_a_restore(tmp
     # Tune starts trial a again: it reports its kept last result and ends.
     restored.on_trial_result("a", {**stopped, "replayed": True, "training_iteration": 1})
     restored.on_trial_complete("a", {**stopped, "replayed": True})
-    assert [(r["number"], r["state"]) for r in load_rows(path, "tune-tiny-k")] == [(0, "PRUNED")]
+    assert load_rows(path, "tune-tiny-k")[0]["intermediate"] == {"1": 99.0}  # the stopped trial's value, by task
+    assert [(r["number"], r["state"]) for r in load_rows(path, "tune-tiny-k")][:1] == [(0, "PRUNED")]
     assert not [r for r in caplog.records if r.levelname == "WARNING"]  # nothing told twice
     restored.on_trial_complete("a", RESULT)  # Tune's own second completion is ignored as before
-    assert [(r["number"], r["state"]) for r in load_rows(path, "tune-tiny-k")] == [(0, "PRUNED")]
+    assert [(r["number"], r["state"]) for r in load_rows(path, "tune-tiny-k")][:1] == [(0, "PRUNED")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -184,7 +185,8 @@ def test_study_outside_the_profile_is_skipped_without_compute(tmp_path: Path) ->
 def test_asha_rungs_are_task_boundaries_and_optuna_never_ranks_unfinished_trials() -> None:
     study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
     params = parse_params(PARAMS, "test")
-    scheduler = build_scheduler(study, params)
+    assert build_scheduler(study, params).rungs == []  # rounds: no rung before the last of 2 tasks
+    scheduler = build_scheduler(study, replace(params, search_mode="async"))
     assert scheduler._time_attr == "task" and scheduler._max_t == study.tasks == 2
     searcher = ContinualOptunaSearch(space={k: distribution(d) for k, d in study.space.items()},
                                      metric="average_accuracy", mode="max",

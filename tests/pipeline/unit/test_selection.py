@@ -3,6 +3,7 @@ seeds, ASHA's first rung where the regularisers act, and the rung's rank correla
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -77,8 +78,9 @@ def test_asha_first_rung_is_after_the_second_task(tmp_path: Path) -> None:
     params = load_params(root / "params.yaml")
     study = load_study(Layout.at(root), "split_mnist", params.profile)
     scheduler = build_scheduler(study, params)
-    rungs = sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs)
-    assert rungs[0] == 2 and scheduler._metric == "val_average_accuracy"
+    assert scheduler.rungs[0] == 2 and scheduler._metric == "val_average_accuracy"
+    asha = build_scheduler(study, replace(params, search_mode="async"))
+    assert sorted(milestone for milestone, _ in asha._brackets[0]._rungs)[0] == 2
     test_profile = load_params(root / "params.yaml", "test").profile
     assert load_study(Layout.at(root), "split_mnist", test_profile).tasks >= 3  # a rung before the end
     data = yaml.safe_load((root / "params.yaml").read_text())
