@@ -165,12 +165,12 @@ class RoundSearch(ContinualOptunaSearch):
     def _waiting(self) -> list[FrozenTrial]:
         """Asked trials of the current round that no Tune trial of this search holds, in number order; asks
         the next round when the current one has ended."""
-        trials = self._ot_study.get_trials(deepcopy=False)
-        handed = {t.number for t in self._ot_trials.values()}
-        waiting = [t for t in trials if t.state == TrialState.RUNNING and t.number not in handed]
-        if waiting or len(trials) >= self.total_trials or any(not t.state.is_finished() for t in trials):
+        asked = [t for t in self._ot_study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+        handed = {t.number for t in self._ot_trials.values()}  # (WAITING: initial points not yet asked)
+        waiting = [t for t in asked if t.state == TrialState.RUNNING and t.number not in handed]
+        if waiting or len(asked) >= self.total_trials or any(not t.state.is_finished() for t in asked):
             return waiting
-        self._start_round(len(trials))
+        self._start_round(len(asked))
         return self._waiting()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
