@@ -11,6 +11,7 @@ import yaml
 from pipeline.errors import PipelineError
 from pipeline.spec.params import parse_params
 from pipeline.spec.studies import parse_study
+from pipeline.stages.tune import selection
 from pipeline.tuning.rounds import asha_continues, round_seed, rung_tasks
 from pipeline.workspace.keys import stage_key, study_identity
 from pipeline_fixtures import REPO, TINY_STUDY
@@ -63,3 +64,12 @@ def test_rounds_keep_concurrency_out_of_the_key_and_round_size_in(tmp_path: Path
     assert key(1) == key(2) == key(3)
     assert key(2, round_size=8) != key(2)
     assert key(1, mode="async") != key(2, mode="async")
+
+
+def test_the_summary_says_whether_the_selection_depends_on_timing() -> None:
+    rounds = parse_params(copy.deepcopy(PARAMS), "test")
+    data = copy.deepcopy(PARAMS)
+    data["search"]["mode"] = "async"
+    timed = parse_params(data, "test")
+    assert selection(rounds)["depends_on_timing"] is False and "not on timing" in selection(rounds)["note"]
+    assert selection(timed)["depends_on_timing"] is True and "depends on timing" in selection(timed)["note"]
