@@ -22,6 +22,7 @@ HNET_INITS = ("default", "xavier")
 HNET_ACTIVATIONS = ("elu", "relu")
 INPUT_SCALINGS = ("standardize", "unit")
 TRAIN_EMBEDDINGS = ("all", "current")
+NUMERICS = ("portable", "native")  # CPU code paths: AVX2 on every x86-64 CPU, or the machine's best
 
 
 class ConfigError(ValueError):
@@ -92,6 +93,11 @@ class Config:
     # runtime
     device: str = "auto"
     threads: int = 0
+    # CPU code paths (hypermask.numerics): ``portable`` pins ATen, MKL and oneDNN to AVX2, so a run's numbers
+    # are the same on every x86-64 CPU with AVX2; ``native`` the machine's best. ``numeric_path``: the path
+    # the run actually ran, written in at start (empty: not yet; a resume under another path is refused)
+    numerics: str = "portable"
+    numeric_path: str = ""
     progress: bool = True
 
     # ------------------------------------------------------------------ helpers
@@ -257,7 +263,8 @@ def _validate(cfg: Config) -> None:
     if cfg.normalization not in NORMALIZATIONS:
         raise bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
     for key, choices in (("hnet_init", HNET_INITS), ("hnet_activation", HNET_ACTIVATIONS),
-                         ("input_scaling", INPUT_SCALINGS), ("train_embeddings", TRAIN_EMBEDDINGS)):
+                         ("input_scaling", INPUT_SCALINGS), ("train_embeddings", TRAIN_EMBEDDINGS),
+                         ("numerics", NUMERICS)):
         if getattr(cfg, key) not in choices:
             raise bad(key, f"must be one of {', '.join(choices)}")
     if cfg.lookahead and cfg.method != "hnet":
@@ -283,8 +290,8 @@ def _valid_device_name(name: str) -> bool:
 
 
 # Settings that change neither the numbers nor the task sequence of a run. Everything else affects the
-# results (``eval_batch_size`` changes batch-statistics BN numbers; ``threads`` and ``device`` change
-# floating-point reductions): the one list behind checkpoint resume, pipeline keys and what is recorded.
+# results (``eval_batch_size`` changes batch-statistics BN numbers; ``threads``, ``device``, ``numerics``
+# and ``numeric_path`` change floating-point reductions): the one list behind checkpoint resume, pipeline keys and what is recorded.
 NON_RESULT_SETTINGS = frozenset({"progress", "data_root"})
 
 
