@@ -5,7 +5,8 @@ instruction set (``ONEDNN_MAX_CPU_ISA``) once per process, at their first use, f
 choices round differently, so the same run gives other numbers on a CPU with AVX-512 than on one without.
 :func:`pin` sets them before that first use and checks the path the process then runs; ``portable`` is the
 AVX2 path every x86-64 CPU with AVX2 has, ``native`` leaves the machine's (or the environment's) choice.
-Elsewhere than on x86-64 nothing is pinned: the path is the build's own for that architecture.
+Elsewhere than on x86-64 nothing is pinned: the path is the build's own for that architecture. torch is
+imported on first use only (the pipeline's driver reads :func:`environment` without it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from hypermask.config import NUMERICS, ConfigError
 
@@ -77,6 +76,8 @@ def _apply(setting: str) -> None:
 
 def active_capability() -> str:
     """The ATen CPU capability this process runs (lower case); asking fixes it, as a first operation does."""
+    import torch
+
     return torch.backends.cpu.get_cpu_capability().lower()
 
 
@@ -95,6 +96,8 @@ def mkl_ignored_branch() -> bool:
     MKL's own query in torch's library where it is exported; False where it is not."""
     if "MKL_CBWR" not in os.environ:
         return False
+    import torch
+
     try:
         library = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
         query = library.mkl_serv_cbwr_get

@@ -10,6 +10,7 @@ import ray
 from ray import tune
 
 from hypermask.data import dataset_for, prepare_dataset
+from hypermask.numerics import pin
 from hypermask.train import DivergedError, TaskReport, train_continual
 from pipeline.spec.studies import Study
 from pipeline.tracking.runs import MODEL_DIR
@@ -43,6 +44,7 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     if "arm" in chosen:
         chosen = {**(arms or {})[chosen.pop("arm")], **chosen}
     cfg = study.config(chosen, seed, runtime)
+    pin(cfg.numerics)  # before the trial's first torch operation (the dataset's check below runs some)
     if node_data:
         prepare_dataset(dataset_for(cfg.benchmark), cfg.data_root, own_copy=True)
     location = state_location(experiment, trial_dir)
