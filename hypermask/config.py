@@ -278,6 +278,10 @@ def _validate(cfg: Config) -> None:
         raise bad("validation_size", "must be >= 1 with model_selection=best_val")
     if not _valid_device_name(cfg.device):
         raise bad("device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    from hypermask.numerics import PATH_FORMAT
+    if cfg.numeric_path and not PATH_FORMAT.fullmatch(cfg.numeric_path):
+        raise bad("numeric_path", "must be empty (recorded at start) or a recorded path such as "
+                                  "x86_64/aten=avx2/mkl=AVX2,STRICT/onednn=AVX2")
     if spec.check is not None:
         resolve(spec.check)(cfg)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ PORTABLE, NATIVE = NUMERICS
 MARKER = "HYPERMASK_NUMERICS"  # which setting put the variables below into the environment
 PORTABLE_CAPABILITY = "avx2"
 X86_64 = ("x86_64", "amd64")
+PATH_FORMAT = re.compile(r"[a-z0-9_]+/aten=[a-z0-9_]+/mkl=[A-Za-z0-9_,]+/onednn=[A-Za-z0-9_]+")  # describe()'s
 
 
 def machine() -> str:
