@@ -76,6 +76,11 @@ def _apply(setting: str) -> None:
     os.environ[MARKER] = setting
 
 
+def _variable(name: str) -> str:
+    """An environment variable's value as recorded in a path (letters, digits, '_' and ','), ``auto`` unset."""
+    return re.sub(r"[^A-Za-z0-9_,]", "", os.environ.get(name, "")) or "auto"
+
+
 def active_capability() -> str:
     """The ATen CPU capability this process runs (lower case); asking fixes it, as a first operation does."""
     import torch
@@ -141,8 +146,7 @@ def pin(setting: str) -> NumericPath:
     if setting == PORTABLE and machine() in X86_64 and not has_avx2():
         raise ConfigError("setting 'numerics' is 'portable' (AVX2) but this CPU has no AVX2; use numerics=native")
     _apply(setting)
-    path = NumericPath(setting, machine(), active_capability(), os.environ.get("MKL_CBWR", "auto"),
-                       os.environ.get("ONEDNN_MAX_CPU_ISA", "auto"))
+    path = NumericPath(setting, machine(), active_capability(), _variable("MKL_CBWR"), _variable("ONEDNN_MAX_CPU_ISA"))
     problem = _ran_before(path)
     if problem:
         raise ConfigError(f"setting 'numerics' is '{setting}' but {problem}: a torch operation ran in this "
