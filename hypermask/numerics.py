@@ -24,6 +24,9 @@ PORTABLE, NATIVE = NUMERICS
 MARKER = "HYPERMASK_NUMERICS"  # which setting put the variables below into the environment
 PORTABLE_CAPABILITY = "avx2"
 X86_64 = ("x86_64", "amd64")
+# AVX2 kernels, MKL's strict AVX2 branch (the same result whatever the thread count, for what MKL covers),
+# oneDNN at most AVX2
+PORTABLE_VARIABLES = {"ATEN_CPU_CAPABILITY": PORTABLE_CAPABILITY, "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 PATH_FORMAT = re.compile(r"[a-z0-9_]+/aten=[a-z0-9_]+/mkl=[A-Za-z0-9_,]+/onednn=[A-Za-z0-9_]+")  # describe()'s
 
 
@@ -33,11 +36,8 @@ def machine() -> str:
 
 
 def portable_environment() -> dict[str, str]:
-    """The variables that pin the portable path: AVX2 kernels, MKL's strict AVX2 branch (the same result
-    whatever the thread count for the functions MKL covers), oneDNN at most AVX2; none off x86-64."""
-    if machine() not in X86_64:
-        return {}
-    return {"ATEN_CPU_CAPABILITY": PORTABLE_CAPABILITY, "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    """The variables that pin the portable path on this machine (:data:`PORTABLE_VARIABLES`; none off x86-64)."""
+    return dict(PORTABLE_VARIABLES) if machine() in X86_64 else {}
 
 
 def environment(setting: str) -> dict[str, str]:

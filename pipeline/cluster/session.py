@@ -57,8 +57,9 @@ def worker_runtime_env() -> dict[str, Any]:
 def ray_session(params: Params) -> Iterator[dict[str, float]]:
     """Ray for the duration of a stage; yields the cluster's resources. An already initialised Ray (a
     test's, or a job driver's) is used as it is and left running; a local one started here leaves
-    nothing behind (:func:`local_ray`); a cluster is only disconnected from. Workers started for the stage
-    get :func:`worker_runtime_env` (inside a Ray job, the job's own, which carries the same)."""
+    nothing behind (:func:`local_ray`); a cluster is only disconnected from. The workers of a local Ray get
+    :func:`worker_runtime_env`; a cluster's get their job's runtime environment (:mod:`pipeline.cluster.submit`
+    and ``cluster/rayjob.yaml`` carry the same variables: Ray refuses a driver's that repeats a job's)."""
     pin_mirror()  # workers start in other folders: a relative mirror path is resolved here, once
     with ExitStack() as stack:
         if not ray.is_initialized():
@@ -66,9 +67,7 @@ def ray_session(params: Params) -> Iterator[dict[str, float]]:
             if address == "local":
                 stack.enter_context(local_ray(runtime_env=worker_runtime_env()))
             else:
-                job = address == "auto"  # inside a Ray job (or a cluster found here): its runtime environment
-                ray.init(address=address, logging_level="WARNING",
-                         **({} if job else {"runtime_env": worker_runtime_env()}))
+                ray.init(address=address, logging_level="WARNING")
                 stack.callback(ray.shutdown)
         yield dict(ray.cluster_resources())
 
