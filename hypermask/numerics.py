@@ -129,6 +129,14 @@ def _ran_before(path: NumericPath) -> str:
     return "MKL already runs its automatic branch" if mkl_ignored_branch() else ""
 
 
+def pin_if_open(setting: str) -> NumericPath | None:
+    """:func:`pin`, or None where this process already runs another path (it goes on with that one)."""
+    try:
+        return pin(setting)
+    except ConfigError:
+        return None
+
+
 def pin(setting: str) -> NumericPath:
     """Pin this process to ``setting`` (before its first torch operation) and return the path it runs.
 

@@ -90,6 +90,16 @@ def test_a_resume_under_another_numeric_path_is_refused(portable_runs: dict[str,
     assert load_checkpoint(out / "checkpoint", saved) is not None  # the same path resumes
 
 
+def test_evaluating_a_saved_run_takes_its_numeric_path(portable_runs: dict[str, Path], tmp_path: Path) -> None:
+    """``hypermask evaluate`` in a fresh process on another CPU path measures what the run measured."""
+    command = [sys.executable, "-m", "hypermask.cli", "evaluate", "--model", str(portable_runs["avx2"]),
+               "--out", str(tmp_path / "eval")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env=_environment(ATEN_CPU_CAPABILITY=_capabilities()[-1]))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["reproduced"] is True
+
+
 def test_an_operation_before_pinning_is_refused_in_one_line() -> None:
     code = ("import torch; torch.ones(3).sum()\n"
             "from hypermask.config import resolve_config\n"
