@@ -26,7 +26,8 @@ PORTABLE_CAPABILITY = "avx2"
 X86_64 = ("x86_64", "amd64")
 # AVX2 kernels, MKL's strict AVX2 branch (the same result whatever the thread count, for what MKL covers),
 # oneDNN at most AVX2
-PORTABLE_VARIABLES = {"ATEN_CPU_CAPABILITY": PORTABLE_CAPABILITY, "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PORTABLE_VARIABLES = {"ATEN_CPU_CAPABILITY": PORTABLE_CAPABILITY, "MKL_CBWR": "AVX2,STRICT",
+                      "ONEDNN_MAX_CPU_ISA": "AVX2"}
 PATH_FORMAT = re.compile(r"[a-z0-9_]+/aten=[a-z0-9_]+/mkl=[A-Za-z0-9_,]+/onednn=[A-Za-z0-9_]+")  # describe()'s
 
 
@@ -121,7 +122,7 @@ def has_avx2() -> bool:
 
 
 def _ran_before(path: NumericPath) -> str:
-    """Which library already chose another path than ``portable``'s ('' when none did or nothing is pinned)."""
+    """Which library already chose another path than ``portable``'s ('' when none did, or nothing is pinned here)."""
     if path.setting != PORTABLE or path.machine not in X86_64:
         return ""
     if path.capability != PORTABLE_CAPABILITY:
