@@ -29,6 +29,7 @@ from hypermask.config import Config, resolve_config
 from hypermask.masks import ramped_sparsity
 from hypermask.methods import build_method
 from hypermask.nets import build_target
+from hypermask.numerics import pin
 from hypermask.optim import make_optimizer
 from hypermask.runtime import configure_runtime
 from hypermask.train import training_step
@@ -47,6 +48,7 @@ def variant_config(method: str, chunk_size: int, device: str = "auto", threads: 
 def run_variant(spec: dict) -> dict:
     """Worker: build one method with one chunk size, time its training steps (runs in a subprocess)."""
     cfg = variant_config(spec["method"], spec["chunk_size"], spec["device"], spec["threads"])
+    pin(cfg.numerics)  # the library's default numeric path, before the worker's first operation
     device = configure_runtime(cfg.device, cfg.threads)
     saved = torch.load(spec["batches"])
     batches = Batches([x.to(device) for x in saved["xs"]], [y.to(device) for y in saved["ys"]],

@@ -33,9 +33,10 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "train_step.json"
 
 
 def run_variant(spec: dict) -> dict:
-    """Worker: build one variant, time its steps, return the measurement (runs in a subprocess)."""
-    cfg = workload_config(spec["workload"], spec["device"], spec["threads"])
-    device = prepare_runtime(spec["variant"], cfg.device, cfg.threads)
+    """Worker: build one variant, time its steps, return the measurement (runs in a subprocess; ``numerics``
+    in ``spec``: its numeric path, portable when absent)."""
+    cfg = workload_config(spec["workload"], spec["device"], spec["threads"], spec.get("numerics", "portable"))
+    device = prepare_runtime(spec["variant"], cfg.device, cfg.threads, cfg.numerics)
     saved = torch.load(spec["batches"])
     batches = Batches([x.to(device) for x in saved["xs"]], [y.to(device) for y in saved["ys"]],
                       tuple(saved["input_shape"]), saved["classes"])

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from bench.reference_step import ReferenceStep, per_task_regulariser, task_output
 from hypermask.methods import HyperMask
+from hypermask.numerics import PORTABLE, pin
 from hypermask.optim import make_optimizer
 from hypermask.runtime import configure_runtime
 from hypermask.train import training_step
@@ -34,8 +35,11 @@ def use_per_task_regulariser(method: HyperMask, task: int) -> None:
     method.hnet_outputs = hnet_outputs  # type: ignore[method-assign]
 
 
-def prepare_runtime(variant: str, device_name: str, threads: int) -> torch.device:
-    """Library variants get the library's runtime set-up; the reference runs with plain defaults."""
+def prepare_runtime(variant: str, device_name: str, threads: int, numerics: str = PORTABLE) -> torch.device:
+    """Every variant runs on the numeric path ``numerics`` (pinned here, before the worker's first operation:
+    the library's default unless asked); library variants get the library's runtime set-up, the reference
+    plain defaults."""
+    pin(numerics)
     return configure_runtime(device_name, threads, tune_allocator=variant != "reference")
 
 

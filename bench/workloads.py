@@ -36,11 +36,11 @@ class Batches:
         return self.xs[i % len(self.xs)], self.ys[i % len(self.ys)]
 
 
-def workload_config(name: str, device: str = "auto", threads: int = 0) -> Config:
+def workload_config(name: str, device: str = "auto", threads: int = 0, numerics: str = "portable") -> Config:
     """The published configuration behind a workload name."""
     benchmark, overrides, _ = WORKLOADS[name]
     return resolve_config(benchmark, overrides={**overrides, "device": device, "threads": threads,
-                                                "progress": False})
+                                                "numerics": numerics, "progress": False})
 
 
 def real_batches(cfg: Config, task: int, count: int, device: torch.device) -> Batches:

@@ -22,6 +22,7 @@ HNET_INITS = ("default", "xavier")
 HNET_ACTIVATIONS = ("elu", "relu")
 INPUT_SCALINGS = ("standardize", "unit")
 TRAIN_EMBEDDINGS = ("all", "current")
+NUMERICS = ("portable", "native")  # CPU code paths: AVX2 on every x86-64 CPU, or the machine's best
 
 
 class ConfigError(ValueError):
@@ -92,6 +93,11 @@ class Config:
     # runtime
     device: str = "auto"
     threads: int = 0
+    # CPU code paths (hypermask.numerics): ``portable`` pins ATen, MKL and oneDNN to AVX2, so a run's numbers
+    # are the same on every x86-64 CPU with AVX2; ``native`` the machine's best. ``numeric_path``: the path
+    # the run actually ran, written in at start (empty: not yet; a resume under another path is refused)
+    numerics: str = "portable"
+    numeric_path: str = ""
     progress: bool = True
 
     # ------------------------------------------------------------------ helpers
@@ -257,7 +263,8 @@ def _validate(cfg: Config) -> None:
     if cfg.normalization not in NORMALIZATIONS:
         raise bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
     for key, choices in (("hnet_init", HNET_INITS), ("hnet_activation", HNET_ACTIVATIONS),
-                         ("input_scaling", INPUT_SCALINGS), ("train_embeddings", TRAIN_EMBEDDINGS)):
+                         ("input_scaling", INPUT_SCALINGS), ("train_embeddings", TRAIN_EMBEDDINGS),
+                         ("numerics", NUMERICS)):
         if getattr(cfg, key) not in choices:
             raise bad(key, f"must be one of {', '.join(choices)}")
     if cfg.lookahead and cfg.method != "hnet":
@@ -271,6 +278,10 @@ def _validate(cfg: Config) -> None:
         raise bad("validation_size", "must be >= 1 with model_selection=best_val")
     if not _valid_device_name(cfg.device):
         raise bad("device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    from hypermask.numerics import PATH_FORMAT
+    if cfg.numeric_path and not PATH_FORMAT.fullmatch(cfg.numeric_path):
+        raise bad("numeric_path", "must be empty (recorded at start) or a recorded path such as "
+                                  "x86_64/aten=avx2/mkl=AVX2,STRICT/onednn=AVX2")
     if spec.check is not None:
         resolve(spec.check)(cfg)
 
@@ -283,8 +294,8 @@ def _valid_device_name(name: str) -> bool:
 
 
 # Settings that change neither the numbers nor the task sequence of a run. Everything else affects the
-# results (``eval_batch_size`` changes batch-statistics BN numbers; ``threads`` and ``device`` change
-# floating-point reductions): the one list behind checkpoint resume, pipeline keys and what is recorded.
+# results (``eval_batch_size`` changes batch-statistics BN numbers; ``threads``, ``device``, ``numerics``
+# and ``numeric_path`` change floating-point reductions): the one list behind checkpoint resume, pipeline keys and what is recorded.
 NON_RESULT_SETTINGS = frozenset({"progress", "data_root"})
 
 

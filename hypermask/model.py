@@ -18,6 +18,7 @@ from hypermask.evaluation import VAL_PREFIX, evaluate_after_task
 from hypermask.messages import first_line
 from hypermask.methods import ContinualMethod, build_for_stream
 from hypermask.metrics import average_accuracy, infer_task
+from hypermask.numerics import pin_if_open
 from hypermask.outdir import METRICS_FILE
 from hypermask.paths import PathProblem, check_folder, expand, make_folder
 from hypermask.runtime import configure_runtime, resolve_device
@@ -102,7 +103,8 @@ class TrainedModel:
 
     def evaluate(self, data_root: str | Path | None = None) -> dict[str, Any]:
         """Every task on its test (and validation) split, rebuilt from the configuration (same seed, same
-        data; ``data_root`` overrides where the dataset is looked for), with the run's thread count.
+        data; ``data_root`` overrides where the dataset is looked for), with the run's thread count and, when
+        :func:`load_model` could still pin it, the run's numeric path.
 
         ``accuracy_matrix`` holds one row: what the last row of the training run's matrix holds, measured
         again; ``reproduced`` says whether it is equal."""
@@ -156,6 +158,7 @@ def load_model(folder: str | Path, device: str | None = None) -> TrainedModel:
     except (OSError, ValueError, KeyError, TypeError) as err:
         why = str(err) if isinstance(err, ConfigError) else f"no readable {METRICS_FILE} with a config"
         raise ModelError(f"{path} holds no trained model ({why}); `hypermask train --out` writes one") from None
+    pin_if_open(cfg.numerics)  # the run's numeric path, before the first operation, unless the process runs another
     stream = stream_from_state(_load(path / f"{INPUTS_NAME}.pt"))
     with torch.random.fork_rng(devices=[]):  # the initial values are replaced: leave the caller's generator be
         method = build_for_stream(cfg, stream.input_shape, stream.classes_per_task, len(stream))

@@ -1,4 +1,4 @@
-"""Process-level runtime settings for training: threads, device, allocator behaviour."""
+"""Process-level runtime settings for training: CPU code paths, threads, device, allocator behaviour."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import torch
 
 from hypermask.config import Config, ConfigError
+from hypermask.numerics import pin
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -54,15 +55,21 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_runtime(cfg: Config) -> Config:
-    """``cfg`` with the threads and device this process will actually use written in.
+    """``cfg`` with the numeric path, threads and device this process will actually use written in.
 
-    ``threads=0`` becomes torch's current thread count and ``device=auto`` the device it picks, so
-    that what is recorded (checkpoint, ``metrics.json``) says what produced the numbers.
+    The CPU code paths are pinned first (:func:`hypermask.numerics.pin`, before any torch operation) and
+    recorded as ``numeric_path``; ``threads=0`` becomes torch's current thread count and ``device=auto``
+    the device it picks, so that what is recorded (checkpoint, ``metrics.json``) says what produced the
+    numbers. A ``numeric_path`` already recorded that this process does not run is refused (ConfigError).
     """
+    path = pin(cfg.numerics).describe()
+    if cfg.numeric_path and cfg.numeric_path != path:
+        raise ConfigError(f"setting 'numeric_path' is '{cfg.numeric_path}' but this process runs '{path}' "
+                          "(another CPU or numerics setting); leave numeric_path empty to record this one")
     device = resolve_device(cfg.device)
     threads = cfg.threads or torch.get_num_threads()
     name = cfg.device if cfg.device != "auto" else device.type
-    return dataclasses.replace(cfg, threads=threads, device=name)
+    return dataclasses.replace(cfg, threads=threads, device=name, numeric_path=path)
 
 
 def memory_bytes(device: torch.device) -> tuple[int, int | None]:

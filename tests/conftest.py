@@ -11,12 +11,15 @@ import pytest
 
 from hypermask.config import resolve_config
 from hypermask.data import MIRROR_ENV, ImageArrays, load_arrays, pin_mirror
+from hypermask.numerics import PORTABLE, pin
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """A relative ``HYPERMASK_DATA_MIRROR`` (the README's test line gives one) is made absolute once, so
-    processes the tests start in other folders find the same mirror."""
+    processes the tests start in other folders find the same mirror; the test process runs the default
+    (portable) numeric path from before its first torch operation, as a training process does."""
     pin_mirror()
+    pin(PORTABLE)
 
 
 TIERS = {"library": "library", "unit": "unit", "integration": "integration", "system": "system"}

@@ -21,13 +21,15 @@ def accelerator_resource(name: str) -> str:
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """Trials at a time and the resources of each; ``gpus_total``: the GPUs of the nodes that can host them."""
+    """Trials at a time and the resources of each; ``gpus_total``: the GPUs of the nodes that can host them;
+    ``threads``: the torch threads of each trial (params' ``resources.threads_per_trial``, not its CPUs)."""
 
     concurrency: int
     cpu: float
     gpu: float
     accelerator_type: str = ""
     gpus_total: float = 0.0
+    threads: int = 1
 
     def resources(self) -> dict[str, float]:
         """``{"cpu", "gpu"}`` per trial (runtime settings and stage summaries)."""
@@ -43,7 +45,8 @@ class TrialPlan:
         kind = f" ({self.accelerator_type})" if self.accelerator_type else ""
         used = min(self.gpus_total, self.concurrency * self.gpu)
         return (f"trial plan: {_count(self.concurrency, 'trial')} at a time, {_count(self.cpu, 'CPU')} and "
-                f"{_count(self.gpu, 'GPU')}{kind} each, {_amount(used)} of {_amount(self.gpus_total)} GPUs used")
+                f"{_count(self.gpu, 'GPU')}{kind} each, {_count(self.threads, 'torch thread')} per trial, "
+                f"{_amount(used)} of {_amount(self.gpus_total)} GPUs used")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +75,8 @@ def plan_trials(nodes: Sequence[Node], request: ResourceRequest, concurrency: in
     to 1/100); none without GPUs, one when an accelerator type is asked for that no live node has yet.
     Unless ``fixed``, ``concurrency`` is raised to fill the GPUs (one trial per GPU when the share is auto,
     ``GPUs / share`` otherwise), never above ``trials``. CPUs (auto): the CPUs of the nodes that host the
-    trials shared by the trials at a time, whole, at least one, at most the largest host's."""
+    trials shared by the trials at a time, whole, at least one, at most the largest host's. Threads: the
+    request's, whatever the CPUs."""
     gpus_total = float(sum(n.get("GPU", 0) for n in hosts(nodes, request.accelerator_type)))
     gpu_share = request.gpus
     if not fixed and gpus_total and gpu_share != 0:
@@ -87,7 +91,7 @@ def plan_trials(nodes: Sequence[Node], request: ResourceRequest, concurrency: in
         found = hosts(nodes, request.accelerator_type, gpu=gpu_share > 0)
         largest = max((n.get("CPU", 0) for n in found), default=1)
         cpus = float(max(1, min(int(sum(n.get("CPU", 0) for n in found) // concurrency), int(largest))))
-    return TrialPlan(concurrency, cpus, gpu_share, request.accelerator_type, gpus_total)
+    return TrialPlan(concurrency, cpus, gpu_share, request.accelerator_type, gpus_total, request.threads)
 
 
 def describe_node(node: Node) -> str:

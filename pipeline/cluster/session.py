@@ -6,13 +6,14 @@ import os
 import shutil
 import tempfile
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import ray
 
 from hypermask.config import ConfigError
 from hypermask.data import pin_mirror
 from hypermask.footprint import check_fits
+from hypermask.numerics import PORTABLE, environment
 from pipeline.cluster.placement import TrialPlan, check_satisfiable, plan_trials
 from pipeline.errors import PipelineError
 from pipeline.spec.params import Params, ResourceRequest
@@ -45,17 +46,26 @@ def local_ray(**options: Any) -> Iterator[None]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def worker_runtime_env() -> dict[str, Any]:
+    """Ray's runtime environment for the stage's workers: the default (portable) numeric path pinned from
+    their start, before anything in them runs; a trial pins its own setting again before its first operation
+    (:func:`hypermask.numerics.pin`)."""
+    return {"env_vars": environment(PORTABLE)}
+
+
 @contextmanager
 def ray_session(params: Params) -> Iterator[dict[str, float]]:
     """Ray for the duration of a stage; yields the cluster's resources. An already initialised Ray (a
     test's, or a job driver's) is used as it is and left running; a local one started here leaves
-    nothing behind (:func:`local_ray`); a cluster is only disconnected from."""
+    nothing behind (:func:`local_ray`); a cluster is only disconnected from. The workers of a local Ray get
+    :func:`worker_runtime_env`; a cluster's get their job's runtime environment (:mod:`pipeline.cluster.submit`
+    and ``cluster/rayjob.yaml`` carry the same variables: Ray refuses a driver's that repeats a job's)."""
     pin_mirror()  # workers start in other folders: a relative mirror path is resolved here, once
     with ExitStack() as stack:
         if not ray.is_initialized():
             address = ray_address(params)
             if address == "local":
-                stack.enter_context(local_ray())
+                stack.enter_context(local_ray(runtime_env=worker_runtime_env()))
             else:
                 ray.init(address=address, logging_level="WARNING")
                 stack.callback(ray.shutdown)
@@ -97,7 +107,8 @@ def plan_resources(request: ResourceRequest, concurrency: int, trials: int, fixe
     return plan
 
 
-def runtime_settings(resources: Mapping[str, float], data_root: str) -> dict[str, object]:
-    """Library settings that follow from where a trial runs: threads = its CPUs, CUDA when it has a GPU."""
-    return {"threads": max(1, int(resources["cpu"])), "device": "cuda" if resources["gpu"] > 0 else "cpu",
-            "data_root": data_root, "progress": False}
+def runtime_settings(plan: TrialPlan, data_root: str) -> dict[str, object]:
+    """Library settings that follow from the trial plan: the planned torch threads (whatever the trial's
+    CPUs: the count changes the numbers), CUDA when a trial has a GPU."""
+    return {"threads": plan.threads, "device": "cuda" if plan.gpu > 0 else "cpu", "data_root": data_root,
+            "progress": False}

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from hypermask.messages import last_line
+from hypermask.numerics import PORTABLE, environment
 from pipeline.errors import PipelineError
 from pipeline.spec.params import Params
 from pipeline.workspace.graph import STAGES
@@ -94,7 +95,8 @@ def submit_stage(layout: Layout, params: Params, stage: str, study: str, server:
     job = f"hypermask-{stage}-{study}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     outputs = f"{storage.rstrip('/')}/outputs/{job}"
     entrypoint = (f"python -m pipeline --profile {params.profile.name} --outputs-to {outputs} {stage} {study}")
-    runtime_env = {"working_dir": str(layout.root), "excludes": EXCLUDES, "env_vars": {"MLFLOW_TRACKING_URI": uri}}
+    env_vars = {**environment(PORTABLE), "MLFLOW_TRACKING_URI": uri}  # workers start on the default path
+    runtime_env = {"working_dir": str(layout.root), "excludes": EXCLUDES, "env_vars": env_vars}
     deadline = time.time() + SUBMIT_PATIENCE_S
     while True:
         try:

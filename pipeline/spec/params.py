@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypermask.config import SEED_MAX, setting_names
+from hypermask.config import MAX_THREADS, SEED_MAX, setting_names
 from pipeline.errors import PipelineError
 from pipeline.spec import schema
 from pipeline.spec.schema import bad
@@ -49,6 +49,7 @@ class ResourceRequest:
     gpus: float | None = None  # at most 1: a trial uses one GPU or a share of one
     accelerator_type: str = ""  # a Ray accelerator type (A100, H100, ...): trials run on such nodes only
     wait_for_nodes: bool = False  # an autoscaling cluster adds nodes for a request no live node holds
+    threads: int = 1  # torch threads of every trial, whatever its CPUs (the count changes the numbers)
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,10 @@ def _amount(value: Any, key: str, why: str, low: float, high: float | None = Non
 
 
 def _resources(value: Any) -> ResourceRequest:
-    """The ``resources`` section: per-trial CPUs and GPU share, accelerator type, waiting for nodes."""
-    data = schema.mapping(value, SOURCE, "resources",
-                          allowed=("cpus_per_trial", "gpus_per_trial", "accelerator_type", "wait_for_nodes"))
+    """The ``resources`` section: per-trial CPUs, torch threads and GPU share, accelerator type, waiting for
+    nodes."""
+    data = schema.mapping(value, SOURCE, "resources", allowed=(
+        "cpus_per_trial", "threads_per_trial", "gpus_per_trial", "accelerator_type", "wait_for_nodes"))
     cpus = _amount(data.get("cpus_per_trial", AUTO), "resources.cpus_per_trial", "a number > 0", 0)
     gpus = _amount(data.get("gpus_per_trial", AUTO), "resources.gpus_per_trial",
                    "a number in [0, 1] (a trial uses at most one GPU)", 0, 1)
@@ -195,7 +197,9 @@ def _resources(value: Any) -> ResourceRequest:
         raise bad(SOURCE, "resources.accelerator_type",
                   "asks for an accelerator but resources.gpus_per_trial is 0", accelerator)
     wait = schema.boolean(data.get("wait_for_nodes", False), SOURCE, "resources.wait_for_nodes")
-    return ResourceRequest(cpus, gpus, accelerator, wait)
+    threads = schema.integer(data.get("threads_per_trial", 1), SOURCE, "resources.threads_per_trial",
+                             maximum=MAX_THREADS)
+    return ResourceRequest(cpus, gpus, accelerator, wait, threads)
 
 
 def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:

@@ -26,6 +26,7 @@ from pipeline.workspace.results import (
     DIVERGED,
     FAILED,
     NODE,
+    NUMERIC_PATH,
     PRUNED,
     TASK_PREFIX,
     TrialResult,
@@ -184,6 +185,7 @@ class TrialTracker(tune.Callback):
         self._last_step: dict[str, int] = {}
         self._ended: dict[str, str] = {}  # trial id -> outcome of a run that had already ended when found
         self._nodes: dict[str, list[str]] = {}  # trial id -> the nodes its run is tagged with
+        self._paths: dict[str, str] = {}  # trial id -> the numeric path logged as its run's param
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("uri", "experiment", "stage", "key", "log_models", "arms", "tags")}
@@ -213,6 +215,7 @@ class TrialTracker(tune.Callback):
                                          reopen=False)
             found = self._client.get_run(run_id)
             self._nodes[trial.trial_id] = [n for n in found.data.tags.get(TAG_NODES, "").split(",") if n]
+            self._paths[trial.trial_id] = found.data.params.get(NUMERIC_PATH, "")
             if found.info.status != "RUNNING" and TAG_OUTCOME in found.data.tags:
                 self._ended[trial.trial_id] = found.data.tags[TAG_OUTCOME]
             if created:
@@ -248,6 +251,14 @@ class TrialTracker(tune.Callback):
         self._client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
         self._last_step[trial.trial_id] = step
         self._tag_node(run_id, trial.trial_id, result.get(NODE))
+        self._log_path(run_id, trial.trial_id, result.get(NUMERIC_PATH))
+
+    def _log_path(self, run_id: str, trial_id: str, path: Any) -> None:
+        """Log the numeric path the trial ran as the run's ``numeric_path`` param, once (a resume under another
+        path is refused by the library's checkpoint)."""
+        if isinstance(path, str) and path and not self._paths.get(trial_id):
+            log_params(self._client, run_id, {NUMERIC_PATH: path})
+            self._paths[trial_id] = path
 
     def _tag_node(self, run_id: str, trial_id: str, node: Any) -> None:
         """Add the node a result came from to the run's ``hypermask.nodes`` when it is a new one."""

@@ -229,7 +229,7 @@ def run_experiment(layout: Layout, params: Params, request: TuneRequest) -> Stag
         with ray_session(params):
             check_trials_fit(request.study, request.trial_seed)
             plan = plan_resources(params.resources, request.study.concurrency, request.trials, request.study.fixed_concurrency)
-            runtime = runtime_settings(plan.resources(), params.data_node_root or layout.resolve(params.data_root))
+            runtime = runtime_settings(plan, params.data_node_root or layout.resolve(params.data_root))
             concurrency = plan.concurrency if request.searches and params.timing_dependent else None
             key = stage_key(request.identity, runtime, concurrency)
             parent_id, created = tracking.ensure_run(client, experiment_id, request.stage,

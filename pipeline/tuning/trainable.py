@@ -10,11 +10,12 @@ import ray
 from ray import tune
 
 from hypermask.data import dataset_for, prepare_dataset
+from hypermask.numerics import pin
 from hypermask.train import DivergedError, TaskReport, train_continual
 from pipeline.spec.studies import Study
 from pipeline.tracking.runs import MODEL_DIR
 from pipeline.tuning.storage import read_trial_end, state_location, trial_end_location, trial_folder
-from pipeline.workspace.results import NODE, REPLAYED, diverged_result, final_result, task_result
+from pipeline.workspace.results import NODE, NUMERIC_PATH, REPLAYED, diverged_result, final_result, task_result
 
 
 def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], save_models: bool,
@@ -43,13 +44,14 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     if "arm" in chosen:
         chosen = {**(arms or {})[chosen.pop("arm")], **chosen}
     cfg = study.config(chosen, seed, runtime)
+    path = pin(cfg.numerics).describe()  # before the trial's first torch operation (the dataset check runs some)
     if node_data:
         prepare_dataset(dataset_for(cfg.benchmark), cfg.data_root, own_copy=True)
     location = state_location(experiment, trial_dir)
     node = ray.get_runtime_context().get_node_id()
 
     def send(result: dict[str, Any], **options: Any) -> None:
-        tune.report({**result, NODE: node}, **options)
+        tune.report({**result, NODE: node, NUMERIC_PATH: path}, **options)
 
     with trial_folder(location) as state:
         last: dict[str, Any] = {}

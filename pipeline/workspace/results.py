@@ -25,6 +25,7 @@ SESSION_LISTS = (*(f"{split}{rule}session_accuracy" for split in ("", "val_") fo
 SUMMARY_METRICS = ("mask_density", "mask_overlap", "hypernetwork_parameters")  # the last task's report only
 TIME_ATTR = "task"  # number of finished tasks: the ASHA rungs are task boundaries
 NODE = "node_id"  # the Ray node that reported the result (a retried trial may go on elsewhere)
+NUMERIC_PATH = "numeric_path"  # the CPU code paths the trial's numbers come from (hypermask.numerics)
 TASK_PREFIX = "task_"  # MLflow: the running value after each task (step = task index) is ``task_<score>``
 END_METRICS = "end_metrics"  # the closing result's list of the run's end-of-run metric names
 

@@ -17,6 +17,7 @@ import pytest
 import ray
 import yaml
 
+from hypermask.numerics import MARKER, PORTABLE, PORTABLE_VARIABLES
 from pipeline.__main__ import _parser
 from pipeline_fixtures import REPO
 
@@ -127,6 +128,8 @@ def test_rayjob_manifest_uses_kuberay_fields_and_the_project_image() -> None:
     assert spec["shutdownAfterJobFinishes"] is True and cluster["rayVersion"] == _image_ray_version()
     runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
     assert runtime_env["env_vars"]["MLFLOW_TRACKING_URI"].startswith("http")  # the driver's MLflow server
+    pinned = {k: v for k, v in runtime_env["env_vars"].items() if k != "MLFLOW_TRACKING_URI"}
+    assert pinned == {**PORTABLE_VARIABLES, MARKER: PORTABLE}  # workers start on the default numeric path
     commands = _pipeline_commands(spec["entrypoint"])
     assert [args[-2:] for args in commands[1:]] == [["tune", "split_mnist"], ["final", "split_mnist"]]
     for args in commands:

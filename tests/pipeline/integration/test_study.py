@@ -11,6 +11,7 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray.tune.execution.tune_controller import TuneController
 
+from hypermask.numerics import pin
 from pipeline.cluster import session as cluster
 from pipeline.spec.params import load_params
 from pipeline.stages.final import final_study
@@ -103,6 +104,7 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
         assert run.data.tags["hypermask.dvc.experiment"] == "tiny-exp"
         assert run.data.tags["hypermask.version.ray"] == ray.__version__
     assert parent.data.params["config.benchmark"] == "split_mnist"
+    assert (parent.data.params["config.numerics"], parent.data.params["config.threads"]) == ("portable", "1")
     inputs = MlflowClient(uri).get_run(parent.info.run_id).inputs.dataset_inputs
     assert [i.dataset.name for i in inputs] == ["mnist"] and "t10k-images-idx3-ubyte" in inputs[0].dataset.profile
     assert len(children) == 3
@@ -112,6 +114,7 @@ def test_tiny_study_through_ray_optuna_and_mlflow(project: Layout, local_ray) ->
     assert done.info.status == "FINISHED" and by_outcome["diverged"].info.status == "FAILED"
     assert by_outcome["failed"].info.status == "FAILED"
     assert float(done.data.params["lr"]) == 1.0e-3
+    assert done.data.params["numeric_path"] == pin("portable").describe()  # the path the trial ran
     assert metric_steps(uri, done.info.run_id) == [0, 1]  # one value per task, step = task index
     assert metric_steps(uri, done.info.run_id, "accuracy_task_1") == [1]
     assert metric_steps(uri, done.info.run_id, "task_val_average_accuracy") == [0, 1]

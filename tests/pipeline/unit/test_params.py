@@ -97,6 +97,11 @@ def test_reproduce_profile_trains_the_published_split_mnist_runs_without_search(
     ("resources.accelerator_type", "A 100", "'resources.accelerator_type' must be empty or a Ray accelerator type name such as A100, got 'A 100'"),
     ("resources.accelerator_type", 100, "'resources.accelerator_type' must be a string, got 100"),
     ("resources.wait_for_nodes", "yes", "'resources.wait_for_nodes' must be true or false, got 'yes'"),
+    ("resources.threads_per_trial", 0, "'resources.threads_per_trial' must be an integer in [1, 256], got 0"),
+    ("resources.threads_per_trial", 257, "'resources.threads_per_trial' must be an integer in [1, 256], got 257"),
+    ("resources.threads_per_trial", "auto", "'resources.threads_per_trial' must be an integer in [1, 256], got 'auto'"),
+    ("resources.threads_per_trial", 1.5, "'resources.threads_per_trial' must be an integer in [1, 256], got 1.5"),
+    ("resources.threads_per_trial", True, "'resources.threads_per_trial' must be an integer in [1, 256], got True"),
     ("resources.gpus", 1, "'resources.gpus' is not a known key"),
     ("profiles.default.override.budget.fixed_concurrency", 1, "'profiles.default.override.budget.fixed_concurrency' must be true or false, got 1"),
     ("asha.reduction_factor", 1, "'asha.reduction_factor' must be a number > 1, got 1"),
@@ -116,6 +121,8 @@ def test_resources_are_parsed_into_the_trial_request() -> None:
     data = _with("resources", {"cpus_per_trial": 4, "gpus_per_trial": 0.25, "accelerator_type": " A100 ",
                                "wait_for_nodes": True})
     assert parse_params(data).resources == ResourceRequest(4.0, 0.25, "A100", True)
+    assert parse_params(PARAMS).resources.threads == 1  # the shipped default: one torch thread per trial
+    assert parse_params(_with("resources", {"threads_per_trial": 3})).resources == ResourceRequest(threads=3)
     with pytest.raises(PipelineError, match=r"^params.yaml: 'resources.accelerator_type' asks for an accelerator "
                                             r"but resources.gpus_per_trial is 0, got 'A100'$"):
         parse_params(_with("resources", {"gpus_per_trial": 0, "accelerator_type": "A100"}))

@@ -59,7 +59,8 @@ def test_auto_cpus_come_from_the_nodes_that_host_the_trials() -> None:
 
 def test_the_plan_line_and_the_tune_request() -> None:
     plan = plan_trials([{"CPU": 16.0, "GPU": 1.0, A100: 1.0}], ResourceRequest(accelerator_type="A100"), 4, 8)
-    assert plan.describe() == "trial plan: 4 trials at a time, 4 CPUs and 0.25 GPU (A100) each, 1 of 1 GPUs used"
+    assert plan.describe() == ("trial plan: 4 trials at a time, 4 CPUs and 0.25 GPU (A100) each, 1 torch thread "
+                               "per trial, 1 of 1 GPUs used")
     assert plan.request() == {"cpu": 4.0, "gpu": 0.25, A100: 0.001}
     assert plan_trials([{"CPU": 2.0}], AUTO, 2, 8).request() == {"cpu": 1.0, "gpu": 0.0}
 
@@ -78,12 +79,27 @@ def test_a_request_no_node_holds_is_refused_in_one_line_or_awaited() -> None:
 
 
 def test_planned_concurrency_and_device_enter_the_runtime_identity() -> None:
-    runtime = runtime_settings({"cpu": 2.0, "gpu": 0.5}, "/data")
+    runtime = runtime_settings(TrialPlan(4, 2.0, 0.5, threads=2), "/data")
     assert runtime["device"] == "cuda" and runtime["threads"] == 2
-    assert runtime_settings({"cpu": 2.0, "gpu": 0.0}, "/data")["device"] == "cpu"
+    assert runtime_settings(TrialPlan(4, 2.0, 0.0), "/data")["device"] == "cpu"
     assert runtime_identity(runtime, 8) == {"threads": 2, "device": "cuda", "concurrency": 8}
     identity = {"stage": "tune"}
     assert len({stage_key(identity, runtime, 4), stage_key(identity, runtime, 8), stage_key(identity, runtime)}) == 3
+
+
+def test_trial_threads_are_the_planned_ones_whatever_the_cpus() -> None:
+    """params' threads_per_trial, not the CPUs a trial gets: the count changes a run's numbers."""
+    for nodes, concurrency in (([{"CPU": 2.0}], 2), ([{"CPU": 64.0}], 2), ([{"CPU": 16.0, "GPU": 1.0}], 4)):
+        plan = plan_trials(nodes, AUTO, concurrency, 8)
+        assert plan.threads == 1 and runtime_settings(plan, "/data")["threads"] == 1
+        assert ", 1 torch thread per trial, " in plan.describe()
+    plan = plan_trials([{"CPU": 2.0}], ResourceRequest(cpus=1, threads=4), 2, 8)
+    assert (plan.cpu, runtime_settings(plan, "/data")["threads"]) == (1, 4)
+    assert plan.describe() == "trial plan: 2 trials at a time, 1 CPU and 0 GPUs each, 4 torch threads per trial, " \
+                              "0 of 0 GPUs used"
+    keys = {stage_key({"stage": "tune"}, runtime_settings(plan_trials([{"CPU": 2.0}], ResourceRequest(threads=t),
+                                                                      2, 8), "/data")) for t in (1, 2)}
+    assert len(keys) == 2  # the stage key holds the threads
 
 
 def test_experiment_trial_count_caps_the_raise() -> None:
@@ -116,11 +132,11 @@ def test_plan_on_fake_gpus_raises_concurrency_and_prints_it(fake_gpus, capsys) -
     plan = plan_resources(AUTO, concurrency=1, trials=3)
     assert (plan.concurrency, plan.cpu, plan.gpu, plan.gpus_total) == (2, 2.0, 1.0, 2.0)
     assert capsys.readouterr().out.splitlines() == [
-        "trial plan: 2 trials at a time, 2 CPUs and 1 GPU each, 2 of 2 GPUs used"]
+        "trial plan: 2 trials at a time, 2 CPUs and 1 GPU each, 1 torch thread per trial, 2 of 2 GPUs used"]
     assert plan_resources(AUTO, concurrency=1, trials=3, fixed=True).concurrency == 1
     assert plan_resources(AUTO, concurrency=4, trials=8).gpu == 0.5
     study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
-    runtime = runtime_settings(plan.resources(), "/data")
+    runtime = runtime_settings(plan, "/data")
     assert runtime["device"] == "cuda"
     wrapped = trial_trainable(TuneRequest("tune", study, {}, num_samples=3), runtime,
                               plan_resources(ResourceRequest(gpus=0.5, accelerator_type="A100"), 1, 3),

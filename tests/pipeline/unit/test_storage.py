@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pyarrow.fs as pafs
 import pytest
 import ray
 
+from hypermask.numerics import PORTABLE, environment
 from pipeline.cluster.session import ray_session
 from pipeline.spec.params import load_params
 from pipeline.tuning.storage import (
@@ -101,14 +103,23 @@ def test_storage_uris_are_taken_as_they_are() -> None:
     assert layout.resolve("ray_storage") == str(REPO / "ray_storage")
 
 
+@ray.remote
+def _numeric_variables() -> dict[str, str]:
+    return {k: os.environ[k] for k in environment(PORTABLE) if k in os.environ}
+
+
 def test_a_local_ray_started_for_a_stage_leaves_no_folder_behind(monkeypatch) -> None:
+    """... and its workers start on the portable numeric path, whatever the driver's environment holds."""
     assert not ray.is_initialized()
     with tempfile.TemporaryDirectory(prefix="rt", dir="/tmp") as temp:  # short: Ray's socket paths
         monkeypatch.setenv("RAY_TMPDIR", temp)
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        for name in environment(PORTABLE):
+            monkeypatch.delenv(name, raising=False)
         with ray_session(load_params(REPO / "params.yaml", "test")) as cluster:
             session = Path(ray._private.worker._global_node.get_session_dir_path())
             assert cluster["CPU"] >= 1 and session.is_dir() and session.is_relative_to(temp)
+            assert ray.get(_numeric_variables.remote()) == environment(PORTABLE)
         assert not ray.is_initialized() and list(Path(temp).iterdir()) == []
 
 
