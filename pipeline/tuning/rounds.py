@@ -26,7 +26,7 @@ from ray.tune.experiment import Trial as TuneTrial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.utils.util import unflatten_dict
 
-from pipeline.tuning.search import ContinualOptunaSearch
+from pipeline.tuning.continual import ContinualOptunaSearch
 from pipeline.workspace.results import TIME_ATTR, TrialResult
 
 TUNE_TRIAL_ATTR = "tune_trial_id"  # the Tune trial an Optuna trial was handed to (the latest, after a restore)

@@ -16,7 +16,8 @@ from pipeline.errors import PipelineError
 from pipeline.spec.params import ResourceRequest, load_params, parse_params
 from pipeline.spec.studies import load_study, parse_study
 from pipeline.stages.tune import tune_study
-from pipeline.tuning.search import ContinualOptunaSearch, build_scheduler, distribution
+from pipeline.tuning.continual import ContinualOptunaSearch
+from pipeline.tuning.search import build_scheduler, distribution
 from pipeline.workspace.layout import Layout
 from pipeline.workspace.results import COMPLETED, DIVERGED, FAILED, PRUNED, outcome
 from pipeline_fixtures import REPO, TINY_STUDY, copy_project
