@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,50 @@ def reap(marker: str) -> None:
         time.sleep(1)
     for pid in processes_using(marker):
         os.kill(pid, signal.SIGKILL)
+
+
+# One local Ray for the whole integration tier (tests/pipeline/integration): its stages use an initialised Ray and
+# leave it running, so starting it once, not once per module or test, is enough. tests/conftest.py shuts it down
+# after the tier's last test, before tests elsewhere start a Ray of their own.
+INTEGRATION = REPO / "tests" / "pipeline" / "integration"
+SHARED_RAY_CPUS = 2
+
+
+class SharedRay:
+    """A local Ray (:func:`pipeline.cluster.session.local_ray`) started by :meth:`start` and stopped by
+    :meth:`close`, both idempotent."""
+
+    def __init__(self) -> None:
+        self._stack: ExitStack | None = None
+
+    def start(self) -> None:
+        import ray
+
+        from pipeline.cluster.session import local_ray
+
+        if self._stack is None:
+            assert not ray.is_initialized(), "a Ray is already running in this process"
+            stack = ExitStack()
+            stack.enter_context(local_ray(num_cpus=SHARED_RAY_CPUS))  # its temporary folder is removed with it
+            self._stack = stack
+
+    def wait_until_idle(self, seconds: float = 60) -> None:
+        """Return once all of its CPUs are free: whatever an earlier test ran on it has ended."""
+        import ray
+
+        deadline = time.time() + seconds
+        while ray.available_resources().get("CPU", 0.0) < SHARED_RAY_CPUS:
+            assert time.time() < deadline, f"CPUs still held by an earlier test: {ray.available_resources()}"
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.close()
+
+
+SHARED_RAY = SharedRay()
+
+
+def in_integration_tier(item: Any) -> bool:
+    return INTEGRATION in Path(item.path).resolve().parents
