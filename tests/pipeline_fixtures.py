@@ -3,12 +3,14 @@ Ray processes a test starts itself."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -44,7 +46,27 @@ def copy_project(dest: Path, **params: Any) -> Path:
             shutil.copy2(source, dest / name)
     set_params(dest, **params)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    # The project's MLflow database (the stages' default store) with its tables already created: creating
+    # them takes seconds, once per test session is enough. Never committed (a run's tree stays clean).
+    shutil.copy2(empty_mlflow_db(), dest / "mlflow.db")
+    with (dest / ".git" / "info" / "exclude").open("a") as exclude:
+        exclude.write("/mlflow.db\n")
     return dest
+
+
+_EMPTY_MLFLOW_DB: list[Path] = []
+
+
+def empty_mlflow_db() -> Path:
+    """An MLflow sqlite database as a stage creates it before its first run, made once per test process."""
+    if not _EMPTY_MLFLOW_DB:
+        from mlflow.tracking import MlflowClient
+
+        folder = Path(tempfile.mkdtemp(prefix="mlflow-db-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()  # creates the tables
+        _EMPTY_MLFLOW_DB.append(folder / "mlflow.db")
+    return _EMPTY_MLFLOW_DB[0]
 
 
 def commit(root: Path) -> None:
