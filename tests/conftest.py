@@ -6,12 +6,14 @@ import faulthandler
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from hypermask.config import resolve_config
 from hypermask.data import MIRROR_ENV, ImageArrays, load_arrays, pin_mirror
 from hypermask.numerics import PORTABLE, pin
+from pipeline_fixtures import SHARED_RAY, in_integration_tier
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,6 +36,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = next((TIERS[part] for part in parts[:-1] if part in TIERS), None)
         if tier is not None:
             item.add_marker(tier)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """The integration tier's shared Ray is stopped once the next test (if any) lies outside that tier."""
+    if nextitem is None or not in_integration_tier(nextitem):
+        SHARED_RAY.close()
 
 
 @pytest.hookimpl(trylast=True)
@@ -63,3 +72,19 @@ def small_config(benchmark: str = "split_mnist", method: str = "hypermask", **ov
     base = {"progress": False, "tasks": 2, "iterations": 30, "train_subset": 600}
     base.update(overrides)
     return resolve_config(benchmark, method=method, overrides=base)
+
+
+@pytest.fixture(scope="session")
+def shared_ray() -> Iterator[None]:
+    """The integration tier's one local Ray (``pipeline_fixtures.SHARED_RAY``), started on first use."""
+    SHARED_RAY.start()
+    yield
+    SHARED_RAY.close()
+
+
+@pytest.fixture
+def local_ray(shared_ray: None) -> Iterator[None]:
+    """An initialised local Ray for in-process stages: the tier's shared one, with all of its CPUs free."""
+    SHARED_RAY.start()  # again, should a test outside the tier have asked for it after it was stopped
+    SHARED_RAY.wait_until_idle()
+    yield

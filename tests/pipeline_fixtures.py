@@ -3,15 +3,18 @@ Ray processes a test starts itself."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,27 @@ def copy_project(dest: Path, **params: Any) -> Path:
             shutil.copy2(source, dest / name)
     set_params(dest, **params)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    # The project's MLflow database (the stages' default store) with its tables already created: creating
+    # them takes seconds, once per test session is enough. Never committed (a run's tree stays clean).
+    shutil.copy2(empty_mlflow_db(), dest / "mlflow.db")
+    with (dest / ".git" / "info" / "exclude").open("a") as exclude:
+        exclude.write("/mlflow.db\n")
     return dest
+
+
+_EMPTY_MLFLOW_DB: list[Path] = []
+
+
+def empty_mlflow_db() -> Path:
+    """An MLflow sqlite database as a stage creates it before its first run, made once per test process."""
+    if not _EMPTY_MLFLOW_DB:
+        from mlflow.tracking import MlflowClient
+
+        folder = Path(tempfile.mkdtemp(prefix="mlflow-db-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()  # creates the tables
+        _EMPTY_MLFLOW_DB.append(folder / "mlflow.db")
+    return _EMPTY_MLFLOW_DB[0]
 
 
 def commit(root: Path) -> None:
@@ -163,3 +186,50 @@ def reap(marker: str) -> None:
         time.sleep(1)
     for pid in processes_using(marker):
         os.kill(pid, signal.SIGKILL)
+
+
+# One local Ray for the whole integration tier (tests/pipeline/integration): its stages use an initialised Ray and
+# leave it running, so starting it once, not once per module or test, is enough. tests/conftest.py shuts it down
+# after the tier's last test, before tests elsewhere start a Ray of their own.
+INTEGRATION = REPO / "tests" / "pipeline" / "integration"
+SHARED_RAY_CPUS = 2
+
+
+class SharedRay:
+    """A local Ray (:func:`pipeline.cluster.session.local_ray`) started by :meth:`start` and stopped by
+    :meth:`close`, both idempotent."""
+
+    def __init__(self) -> None:
+        self._stack: ExitStack | None = None
+
+    def start(self) -> None:
+        import ray
+
+        from pipeline.cluster.session import local_ray
+
+        if self._stack is None:
+            assert not ray.is_initialized(), "a Ray is already running in this process"
+            stack = ExitStack()
+            stack.enter_context(local_ray(num_cpus=SHARED_RAY_CPUS))  # its temporary folder is removed with it
+            self._stack = stack
+
+    def wait_until_idle(self, seconds: float = 60) -> None:
+        """Return once all of its CPUs are free: whatever an earlier test ran on it has ended."""
+        import ray
+
+        deadline = time.time() + seconds
+        while ray.available_resources().get("CPU", 0.0) < SHARED_RAY_CPUS:
+            assert time.time() < deadline, f"CPUs still held by an earlier test: {ray.available_resources()}"
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.close()
+
+
+SHARED_RAY = SharedRay()
+
+
+def in_integration_tier(item: Any) -> bool:
+    return INTEGRATION in Path(item.path).resolve().parents

@@ -6,23 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from pipeline.cluster.session import local_ray
 from pipeline.spec.params import load_params
 from pipeline.stages.tune import tune_study
 from pipeline.workspace.layout import Layout
 from pipeline_fixtures import copy_project, only_studies, write_study
 
 
-@pytest.fixture(scope="module")
-def ray_for_stages():
-    """One local Ray for this module's stages (they use an initialised Ray and leave it running)."""
-    with local_ray(num_cpus=1):
-        yield
-
-
-def test_a_tune_stage_after_a_library_change_searches_afresh(tmp_path: Path, mirror: Path, ray_for_stages,
+def test_a_tune_stage_after_a_library_change_searches_afresh(tmp_path: Path, mirror: Path, local_ray,
                                                             capfd) -> None:
     root = copy_project(tmp_path / "project", data={"root": str(mirror)})
     write_study(root, "tiny", {"benchmark": "split_mnist", "search_space": {"beta": {"choice": [1e-3, 1e-2]}},

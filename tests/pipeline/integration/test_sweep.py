@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from hypermask.registry import METHODS
-from pipeline.cluster.session import local_ray
 from pipeline.errors import PipelineError
 from pipeline.spec.params import load_params
 from pipeline.spec.studies import load_checked_study, load_study, parse_study
@@ -133,10 +132,9 @@ def test_a_sweep_listed_as_a_search_or_on_another_benchmark_is_refused(project: 
         load_checked_study(project, "tiny_sweep", load_params(project.params_file))
 
 
-def test_tiny_sweep_through_ray_and_mlflow_then_its_report_section(project: Layout) -> None:
+def test_tiny_sweep_through_ray_and_mlflow_then_its_report_section(project: Layout, local_ray) -> None:
     _search_summary(project, "test")
-    with local_ray(num_cpus=2):  # its temporary folder is removed with it
-        metrics = sweep_study(project, load_params(project.params_file), "tiny_sweep")
+    metrics = sweep_study(project, load_params(project.params_file), "tiny_sweep")
     assert [p["point"] for p in metrics["points"]] == ["p=0", "p=60"]
     assert all(p["seeds"] == 3 for p in metrics["points"])
     dense, sparse = metrics["points"]
@@ -169,7 +167,7 @@ FSCIL_SWEEP = {"kind": "sweep", "description": "tiny few-shot sweep", "benchmark
                "objective": {"metric": "val_class_incremental_accuracy"}, "final": {"seeds": [1, 2, 3]}}
 
 
-def test_a_few_shot_sweep_compares_methods_session_by_session(project: Layout) -> None:
+def test_a_few_shot_sweep_compares_methods_session_by_session(project: Layout, local_ray) -> None:
     search = {**TINY_STUDY, "benchmark": "fscil_mnist", "objective": {"metric": "val_class_incremental_accuracy"}}
     write_study(project.root, "tiny", search)
     write_study(project.root, "tiny_fscil", FSCIL_SWEEP)
@@ -179,8 +177,7 @@ def test_a_few_shot_sweep_compares_methods_session_by_session(project: Layout) -
     project.params_file.write_text(yaml.safe_dump(data, sort_keys=False))
     params = load_params(project.params_file)
     write_json(project.tune_summary("tiny"), {"status": "skipped", "reason": "not part of this test"})
-    with local_ray(num_cpus=2):
-        metrics = sweep_study(project, params, "tiny_fscil")
+    metrics = sweep_study(project, params, "tiny_fscil")
     assert metrics["methods"] == ["hypermask", "finetune"] and metrics["base"]["source"] == "published"
     hypermask, finetune = metrics["points"]
     for point in (hypermask, finetune):
