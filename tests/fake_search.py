@@ -24,18 +24,18 @@ from pipeline.tuning import journal
 from pipeline.tuning.search import build_scheduler, build_searcher
 from pipeline.workspace.results import COMPLETED_KEY, TIME_ATTR
 
-TASKS = 4
+TASKS = 3
 STUDY = {
     "benchmark": "split_mnist", "method": "hypermask",
     "search_space": {"beta": {"loguniform": [1.0e-4, 1.0e-1]}, "lr": {"choice": [1.0e-3, 3.0e-3]}},
-    "budget": {"trials": 8, "concurrency": 2, "tasks": TASKS, "iterations": 10, "train_subset": 100},
+    "budget": {"trials": 6, "concurrency": 2, "tasks": TASKS, "iterations": 10, "train_subset": 100},
     "final": {"seeds": [1, 2, 3]},
 }
 if __name__ != "__main__":  # Ray's workers cannot import this module: its trainable travels by value
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 PARAMS = {"profile": "test", "studies": ["fake"], "profiles": {"test": {"run": ["fake"]}},
-          "search": {"seed": 7, "startup_trials": 2, "round_size": 4}, "asha": {"grace_tasks": 2}}
+          "search": {"seed": 7, "startup_trials": 2, "round_size": 3}, "asha": {"grace_tasks": 2}}
 
 
 def study_and_params(**search: Any) -> tuple[Any, Any]:
@@ -77,7 +77,7 @@ def fake_trial(config: dict[str, Any], metric: str, order: str, marker: str = ""
 
 
 def run(storage: Path, name: str, cpus: float, order: str, marker: str = "", **search: Any) -> list[dict]:
-    """Run (or restore) the fake study ``name`` under ``storage`` with ``cpus`` per trial (of 3); returns
+    """Run (or restore) the fake study ``name`` under ``storage`` with ``cpus`` per trial; returns
     its Optuna trials as the journal holds them (the user attributes included)."""
     study, params = study_and_params(**search)
     path = journal.journal_path(str(storage), name, storage)
@@ -89,7 +89,7 @@ def run(storage: Path, name: str, cpus: float, order: str, marker: str = "", **s
         tuner = tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=False)
     else:
         searcher = build_searcher(study, params, name, journal.open_storage(path, fresh=True))
-        limit = None if not params.timing_dependent else int(3 // cpus)
+        limit = None if not params.timing_dependent else max(1, int(ray.cluster_resources()['CPU'] // cpus))
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
             num_samples=study.trials, search_alg=searcher, scheduler=build_scheduler(study, params),
             max_concurrent_trials=limit, reuse_actors=False),
@@ -110,6 +110,9 @@ def trials_of(path: Path, name: str) -> list[dict]:
 if __name__ == "__main__":
     storage_arg, name_arg, cpus_arg, order_arg = sys.argv[1:5]
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray.init(num_cpus=3, include_dashboard=False, logging_level="ERROR")
+    if os.environ.get("RAY_ADDRESS"):  # a running Ray (the test tier's)
+        ray.init(logging_level="ERROR")
+    else:
+        ray.init(num_cpus=3, include_dashboard=False, logging_level="ERROR")
     result = run(Path(storage_arg), name_arg, float(cpus_arg), order_arg, *(sys.argv[5:6]))
     print(json.dumps(result))
