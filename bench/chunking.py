@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import torch
 
-from bench.measure import add_run_options, in_subprocess, load_average, print_result, time_steps
+from bench.measure import add_run_options, in_subprocess, load_average, machine_report, print_result, time_steps
 from bench.workloads import Batches, real_batches
 from hypermask.config import Config, resolve_config
 from hypermask.masks import ramped_sparsity
@@ -129,8 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print_result(run_variant(json.loads(args.worker)))
         return
-    report: dict = {"torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_start": load_average()}
+    report: dict = machine_report()
     with tempfile.TemporaryDirectory() as scratch:
         report["rows"] = measure(args, Path(scratch))
     report["load_average_end"] = load_average()

@@ -131,6 +131,14 @@ def load_average() -> list[float] | None:
         return None
 
 
+def machine_report() -> dict:
+    """What a benchmark's JSON records of the machine it ran on: torch, Python, architecture, CPUs, load."""
+    import platform
+
+    return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "load_average_start": load_average()}
+
+
 def add_run_options(parser: argparse.ArgumentParser, default_json: Path) -> None:
     """The options every step benchmark takes: warm-up steps, device, threads, where results go, and the
     hidden worker flag of :func:`in_subprocess`."""

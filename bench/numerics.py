@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import torch
 
-from bench.measure import add_run_options, in_subprocess, load_average, print_result
+from bench.measure import add_run_options, in_subprocess, load_average, machine_report, print_result
 from bench.train_step import run_variant
 from bench.workloads import WORKLOADS, make_batches, workload_config
 from hypermask.config import NUMERICS
@@ -96,8 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print_result(run_path(json.loads(args.worker)))
         return
-    report: dict = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-                    "cpus": os.cpu_count(), "load_average_start": load_average()}
+    report: dict = machine_report()
     with tempfile.TemporaryDirectory() as scratch:
         report["steps"] = [row for name in args.benchmarks for row in measure_workload(name, args, Path(scratch))]
     report["summary"] = summarize(report["steps"])

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import torch
 
-from bench.measure import add_run_options, in_subprocess, load_average, print_result, time_steps
+from bench.measure import add_run_options, in_subprocess, load_average, machine_report, print_result, time_steps
 from bench.report import format_table, summarize_rows
 from bench.variants import VARIANTS, build_step, prepare_runtime
 from bench.whole_run import whole_split_mnist_run
@@ -84,9 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print_result(run_variant(json.loads(args.worker)))
         return
-    report: dict = {"torch": torch.__version__, "python": platform.python_version(),
-                    "machine": platform.machine(), "cpus": os.cpu_count(),
-                    "load_average_start": load_average(), "steps": [], "summary": []}
+    report: dict = {**machine_report(), "steps": [], "summary": []}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.benchmarks:
             print(f"{name}:", flush=True)
