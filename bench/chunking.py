@@ -21,7 +21,14 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import torch
 
-from bench.measure import add_run_options, in_subprocess, load_average, machine_report, print_result, time_steps
+from bench.measure import (
+    add_run_options,
+    answer_worker,
+    in_subprocess,
+    load_average,
+    machine_report,
+    time_steps,
+)
 from bench.workloads import Batches, real_batches
 from hypermask.config import Config, resolve_config
 from hypermask.masks import ramped_sparsity
@@ -124,8 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.worker:
-        print_result(run_variant(json.loads(args.worker)))
+    if answer_worker(args, run_variant):
         return
     report: dict = machine_report()
     with tempfile.TemporaryDirectory() as scratch:

@@ -123,6 +123,15 @@ def print_result(result: dict) -> None:
     print(RESULT_MARKER + json.dumps(result), flush=True)
 
 
+def answer_worker(args: argparse.Namespace, run: Callable[[dict], dict]) -> bool:
+    """In a worker subprocess (``--worker SPEC``, see :func:`in_subprocess`): run the spec, print the answer and
+    return True; False in the parent process."""
+    if not args.worker:
+        return False
+    print_result(run(json.loads(args.worker)))
+    return True
+
+
 def load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages (timings under load mostly measure contention)."""
     try:

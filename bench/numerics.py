@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import torch
 
-from bench.measure import add_run_options, in_subprocess, load_average, machine_report, print_result
+from bench.measure import add_run_options, answer_worker, in_subprocess, load_average, machine_report
 from bench.train_step import run_variant
 from bench.workloads import WORKLOADS, make_batches, workload_config
 from hypermask.config import NUMERICS
@@ -91,8 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.worker:
-        print_result(run_path(json.loads(args.worker)))
+    if answer_worker(args, run_path):
         return
     report: dict = machine_report()
     with tempfile.TemporaryDirectory() as scratch:

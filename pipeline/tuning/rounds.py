@@ -273,9 +273,8 @@ class RoundScheduler(FIFOScheduler):
         number = search.number(trial.trial_id)
         if number is None:
             return
-        book = search.book
+        book, members = search.book, search.round_of(number)
         for rung in self.rungs:
-            members = search.round_of(number)
             if any(book.value(n, rung) is not None and book.decision(n, rung) is None for n in members):
                 self._settle(tune_controller, search, number, rung, leaving=trial)
 
