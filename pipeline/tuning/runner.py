@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from mlflow.tracking import MlflowClient
 from ray import tune
@@ -164,13 +166,32 @@ def _tuner(layout: Layout, params: Params, request: TuneRequest, key: str, stora
         trainable,
         param_space=request.param_space,
         tune_config=tune.TuneConfig(num_samples=request.num_samples, max_concurrent_trials=_limit(params, request, concurrency),
-                                    search_alg=searcher, scheduler=request.scheduler, reuse_actors=False),
+                                    search_alg=searcher, scheduler=request.scheduler, reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[TrialEndWriter(), _tracker(params, request, key, uri, tags), CheckpointCleaner()]),
     ), False
+
+
+PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
+
+
+@contextmanager
+def pending_trials(count: int | None) -> Iterator[None]:
+    """Let a search start up to ``count`` trials at once, as many as run at a time (None, or
+    ``TUNE_MAX_PENDING_TRIALS_PG`` already set: Tune's own choice). Tune's default for a searcher without a
+    concurrency limiter, as a search in rounds is, is one pending trial: the trials' processes would start
+    one after the other. What a trial is asked does not change (a round's configurations are asked together)."""
+    if count is None or PENDING_TRIALS_ENV in os.environ:
+        yield
+        return
+    os.environ[PENDING_TRIALS_ENV] = str(max(1, count))
+    try:
+        yield
+    finally:
+        os.environ.pop(PENDING_TRIALS_ENV, None)
 
 
 def _limit(params: Params, request: TuneRequest, concurrency: int) -> int | None:
@@ -247,7 +268,8 @@ def run_experiment(layout: Layout, params: Params, request: TuneRequest) -> Stag
             trainable = trial_trainable(request, runtime, plan, experiment_location(storage, request.name(key)),
                                         node_data=bool(params.data_node_root))
             tuner, resumed = _tuner(layout, params, request, key, storage, trainable, uri, tags, plan.concurrency)
-            grid = tuner.fit()
+            with pending_trials(plan.concurrency if request.searches else None):
+                grid = tuner.fit()
             tracking.close_open_runs(_tracker(params, request, key, uri, tags), grid)
             drop_trial_ends(experiment_location(storage, request.name(key)))  # Tune's state is saved whole now
             for gone in remove_superseded(storage, request.prefix, key):
