@@ -21,7 +21,7 @@ from ray import tune
 from pipeline.spec.params import parse_params
 from pipeline.spec.studies import parse_study
 from pipeline.tuning import journal
-from pipeline.tuning.search import build_scheduler, build_searcher
+from pipeline.tuning.search import build_scheduler, build_searcher, pending_trials
 from pipeline.workspace.results import COMPLETED_KEY, TIME_ATTR
 
 TASKS = 3
@@ -84,17 +84,19 @@ def run(storage: Path, name: str, cpus: float, order: str, marker: str = "", **s
     trainable = tune.with_resources(tune.with_parameters(fake_trial, metric=study.metric, order=order,
                                                          marker=marker), {"cpu": cpus})
     location = str(storage / name)
+    slots = max(1, int(ray.cluster_resources()["CPU"] // cpus))
     if tune.Tuner.can_restore(location):
         journal.release_stale_lock(path)
         tuner = tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=False)
     else:
         searcher = build_searcher(study, params, name, journal.open_storage(path, fresh=True))
-        limit = None if not params.timing_dependent else max(1, int(ray.cluster_resources()['CPU'] // cpus))
+        limit = None if not params.timing_dependent else slots
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
             num_samples=study.trials, search_alg=searcher, scheduler=build_scheduler(study, params),
-            max_concurrent_trials=limit, reuse_actors=False),
+            max_concurrent_trials=limit, reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0))
-    tuner.fit()
+    with pending_trials(slots):  # as the pipeline's runner starts a search
+        tuner.fit()
     return trials_of(path, name)
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from mlflow.tracking import MlflowClient
 from ray import tune
@@ -22,6 +20,7 @@ from pipeline.spec.studies import Study
 from pipeline.tracking import context
 from pipeline.tracking import runs as tracking
 from pipeline.tuning import journal
+from pipeline.tuning.search import pending_trials
 from pipeline.tuning.storage import (
     CheckpointCleaner,
     TrialEndWriter,
@@ -173,25 +172,6 @@ def _tuner(layout: Layout, params: Params, request: TuneRequest, key: str, stora
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[TrialEndWriter(), _tracker(params, request, key, uri, tags), CheckpointCleaner()]),
     ), False
-
-
-PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
-
-
-@contextmanager
-def pending_trials(count: int | None) -> Iterator[None]:
-    """Let a search start up to ``count`` trials at once, as many as run at a time (None, or
-    ``TUNE_MAX_PENDING_TRIALS_PG`` already set: Tune's own choice). Tune's default for a searcher without a
-    concurrency limiter, as a search in rounds is, is one pending trial: the trials' processes would start
-    one after the other. What a trial is asked does not change (a round's configurations are asked together)."""
-    if count is None or PENDING_TRIALS_ENV in os.environ:
-        yield
-        return
-    os.environ[PENDING_TRIALS_ENV] = str(max(1, count))
-    try:
-        yield
-    finally:
-        os.environ.pop(PENDING_TRIALS_ENV, None)
 
 
 def _limit(params: Params, request: TuneRequest, concurrency: int) -> int | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -62,3 +64,22 @@ def build_scheduler(study: Study, params: Params) -> TrialScheduler | None:
                                                                    study.tasks), params.reduction_factor)
     return ASHAScheduler(time_attr=TIME_ATTR, metric=study.metric, mode=study.mode, max_t=study.tasks,
                          grace_period=rung_task(study, params), reduction_factor=params.reduction_factor)
+
+
+PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
+
+
+@contextmanager
+def pending_trials(count: int | None) -> Iterator[None]:
+    """Let a search start up to ``count`` trials at once, as many as run at a time (None, or
+    ``TUNE_MAX_PENDING_TRIALS_PG`` already set: Tune's own choice). Tune's default for a searcher without a
+    concurrency limiter, as a search in rounds is, is one pending trial: the trials' processes would start
+    one after the other. What a trial is asked does not change (a round's configurations are asked together)."""
+    if count is None or PENDING_TRIALS_ENV in os.environ:
+        yield
+        return
+    os.environ[PENDING_TRIALS_ENV] = str(max(1, count))
+    try:
+        yield
+    finally:
+        os.environ.pop(PENDING_TRIALS_ENV, None)

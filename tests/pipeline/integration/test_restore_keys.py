@@ -15,11 +15,10 @@ from pipeline_fixtures import copy_project, only_studies, write_study
 def test_a_tune_stage_after_a_library_change_searches_afresh(tmp_path: Path, mirror: Path, local_ray,
                                                             capfd) -> None:
     root = copy_project(tmp_path / "project", data={"root": str(mirror)})
+    budget = {"trials": 1, "concurrency": 1, "tasks": 1, "iterations": 5, "train_subset": 200, "validation_size": 100}
     write_study(root, "tiny", {"benchmark": "split_mnist", "search_space": {"beta": {"choice": [1e-3, 1e-2]}},
-                               "budget": {"trials": 1, "concurrency": 1, "tasks": 1, "iterations": 5,
-                                          "train_subset": 200, "validation_size": 100},
-                               "final": {"seeds": [1, 2, 3]}})
-    only_studies(root, "tiny")
+                               "budget": budget, "final": {"seeds": [1, 2, 3]}})
+    only_studies(root, "tiny", **budget)  # over the test profile's budget too: one trial of one task
     layout = Layout.at(root)
 
     def tune() -> tuple[str, dict]:
