@@ -31,9 +31,13 @@ def _environment(**variables: str) -> dict[str, str]:
     return {**env, **variables}
 
 
+def _command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "hypermask.cli", "train", *TINY, *extra, "--out", str(out)]
+
+
 def _train(out: Path, *extra: str, **variables: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hypermask.cli", "train", *TINY, *extra, "--out", str(out)],
-                          capture_output=True, text=True, env=_environment(**variables), timeout=600)
+    return subprocess.run(_command(out, *extra), capture_output=True, text=True, env=_environment(**variables),
+                          timeout=600)
 
 
 def _numbers(out: Path) -> dict:
@@ -49,16 +53,31 @@ def _capabilities() -> list[str]:
     return ["avx2", "default"] + (["avx512"] if has_avx512 else [])
 
 
+NATIVE = "native"
+
+
 @pytest.fixture(scope="module")
-def portable_runs(tmp_path_factory, mirror: Path) -> dict[str, Path]:
-    """The same tiny run under every ATEN_CPU_CAPABILITY the CPU can run, default numerics."""
+def tiny_runs(tmp_path_factory, mirror: Path) -> dict[str, Path]:
+    """The same tiny run under every ATEN_CPU_CAPABILITY the CPU can run, default numerics; and under
+    ``native`` numerics with ATen's default kernels (key ``native``). The runs are separate processes,
+    started together."""
     root = tmp_path_factory.mktemp("numerics")
-    runs = {}
-    for capability in _capabilities():
-        done = _train(root / capability, ATEN_CPU_CAPABILITY=capability)
-        assert done.returncode == 0, done.stderr
-        runs[capability] = root / capability
-    return runs
+    started = {capability: subprocess.Popen(_command(root / capability), env=_environment(ATEN_CPU_CAPABILITY=capability),
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for capability in _capabilities()}
+    started[NATIVE] = subprocess.Popen(_command(root / NATIVE, "--set", "numerics=native"),
+                                       env=_environment(ATEN_CPU_CAPABILITY="default"),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for name, process in started.items():
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{name}: {err}"
+    return {name: root / name for name in started}
+
+
+@pytest.fixture(scope="module")
+def portable_runs(tiny_runs: dict[str, Path]) -> dict[str, Path]:
+    """The tiny runs under default numerics, by ATEN_CPU_CAPABILITY."""
+    return {name: out for name, out in tiny_runs.items() if name != NATIVE}
 
 
 def test_portable_numbers_do_not_depend_on_the_cpu_capability(portable_runs: dict[str, Path]) -> None:
@@ -70,10 +89,8 @@ def test_portable_numbers_do_not_depend_on_the_cpu_capability(portable_runs: dic
         assert found == first, capability
 
 
-def test_native_is_recorded_as_the_path_it_ran(portable_runs: dict[str, Path], tmp_path: Path) -> None:
-    done = _train(tmp_path / "native", "--set", "numerics=native", ATEN_CPU_CAPABILITY="default")
-    assert done.returncode == 0, done.stderr
-    config = _numbers(tmp_path / "native")["config"]
+def test_native_is_recorded_as_the_path_it_ran(tiny_runs: dict[str, Path], portable_runs: dict[str, Path]) -> None:
+    config = _numbers(tiny_runs[NATIVE])["config"]
     assert config["numerics"] == "native" and config["numeric_path"] == "x86_64/aten=default/mkl=auto/onednn=auto"
     assert config["numeric_path"] != _numbers(portable_runs["avx2"])["config"]["numeric_path"]
 

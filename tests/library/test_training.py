@@ -35,7 +35,7 @@ def test_accuracy_matrix_is_remeasured_every_task(mnist) -> None:
 
 
 def test_hypermask_keeps_first_task_while_finetuning_forgets(mnist) -> None:
-    settings = dict(tasks=3, iterations=300, train_subset=4000, target_hidden="100,100", lr=5e-3)
+    settings = dict(tasks=3, iterations=300, train_subset=4000, target_hidden="50,50", lr=5e-3, validation_size=500)
     hypermask = _run(small_config("permuted_mnist", **settings), mnist)
     finetune = _run(small_config("permuted_mnist", method="finetune", **settings), mnist)
     kept = hypermask.accuracy_matrix[-1][0]
