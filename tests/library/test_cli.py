@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from hypermask.cli import main
+
 
 def _hypermask(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hypermask.cli", *args], capture_output=True, text=True,
@@ -27,13 +29,20 @@ def _hypermask(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["--benchmark", "split_mnist", "--seed", "abc"], "setting 'seed' must be an integer"),
     (["--benchmark", "split_mnist", "--set", "p"], "--set expects KEY=VALUE"),
 ])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, fragment) -> None:
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, args, fragment) -> None:
     out = tmp_path / "out"
-    done = _hypermask("train", *args, "--out", str(out))
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0], done.stderr
+    assert main(["train", *args, "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
     assert not out.exists()
+
+
+def test_the_console_command_exits_2_on_bad_input(tmp_path) -> None:
+    done = _hypermask("train", "--benchmark", "cifar10", "--out", str(tmp_path / "out"))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("hypermask: error: unknown benchmark 'cifar10'")
+    assert not (tmp_path / "out").exists()
 
 
 def test_train_writes_metrics_and_models(tmp_path, mirror) -> None:

@@ -217,9 +217,17 @@ def test_tiny_study_through_ray_optuna_and_mlflow_and_its_registered_model(proje
     _check_the_registered_model(project, params, uri, tmp_path, capsys, monkeypatch)
 
 
-def _evaluate(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=600,
-                          env=tool_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(REPO)))
+def _evaluate(args: list[str], cwd: Path, uri: str) -> subprocess.Popen:
+    """A fresh Python process in ``cwd`` with ``args``, started (its output is read by :func:`_ended`)."""
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd, env=tool_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(REPO)))
+
+
+def _ended(process: subprocess.Popen) -> str:
+    """The standard output of ``process`` once it has ended successfully."""
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    return out
 
 
 def _check_the_registered_model(project: Layout, params, uri: str, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -245,22 +253,22 @@ def _check_the_registered_model(project: Layout, params, uri: str, tmp_path: Pat
     assert info.signature.params.to_dict()[0]["name"] == "task" and info.saved_input_example_info is not None
     assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 28, 28]
 
-    # A fresh process in another folder evaluates the registered model on the same test data.
+    # A fresh process in another folder evaluates the registered model on the same test data; another
+    # predicts through the pyfunc interface (both run at once).
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = _evaluate(["-m", "pipeline", "evaluate", "--model", "models:/hypermask-tiny@best", "--out", "eval"],
-                     elsewhere, uri)
-    assert done.returncode == 0, done.stderr
+    evaluation = _evaluate(["-m", "pipeline", "evaluate", "--model", "models:/hypermask-tiny@best", "--out", "eval"],
+                           elsewhere, uri)
+    prediction = _evaluate(["-c", PREDICT, f"runs:/{best.info.run_id}/model", "2"], elsewhere, uri)
+    _ended(evaluation)
     logged = json.loads(Path(client.download_artifacts(best.info.run_id, "accuracy_matrix.json",
                                                        str(tmp_path))).read_text())["accuracy_matrix"]
     evaluated = json.loads((elsewhere / "eval" / "metrics.json").read_text())
     assert evaluated["accuracy_matrix"][-1] == logged[-1] and evaluated["reproduced"] is True
     assert evaluated["config"]["seed"] == int(best.data.params["seed"])
 
-    # ... and predicts through the pyfunc interface: the same accuracies, the same task inference.
-    done = _evaluate(["-c", PREDICT, f"runs:/{best.info.run_id}/model", "2"], elsewhere, uri)
-    assert done.returncode == 0, done.stderr
-    predicted = json.loads(done.stdout.strip().splitlines()[-1])
+    # The prediction: the same accuracies, the same task inference.
+    predicted = json.loads(_ended(prediction).strip().splitlines()[-1])
     assert predicted["row"] == logged[-1] and predicted["columns"] == ["label", "task"]
     assert predicted["task_inference"] == best.data.metrics["task_inference_accuracy"]
 

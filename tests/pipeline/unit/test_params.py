@@ -12,6 +12,7 @@ import optuna
 import pytest
 import yaml
 
+from pipeline.__main__ import main as pipeline_main
 from pipeline.errors import PipelineError
 from pipeline.spec.params import ResourceRequest, load_params, parse_params
 from pipeline.spec.studies import load_study, parse_study
@@ -248,16 +249,16 @@ def test_duplicate_yaml_keys_are_refused_naming_file_key_and_line(tmp_path: Path
     ({"budget": {"trials": "many", "concurrency": 2}}, "'budget.trials' must be an integer >= 1, got 'many'"),
     ({"final": {"seeds": [1.5]}}, "'final.seeds' must be an integer"),
 ])
-def test_check_validates_every_study_under_every_profile(tmp_path: Path, change: dict, fragment: str) -> None:
+def test_check_validates_every_study_under_every_profile(tmp_path: Path, capsys, change: dict,
+                                                         fragment: str) -> None:
     """A study value the default profile overrides, but the ``paper`` profile does not, fails ``check``
     although the active profile is ``default``."""
     root = copy_project(tmp_path / "project")
     path = root / "studies" / "split_mnist.yaml"
     path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **change}))
-    done = subprocess.run([sys.executable, "-m", "pipeline", "--root", str(root), "check"], capture_output=True,
-                          text=True, timeout=300)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], done.stderr
+    assert pipeline_main(["--root", str(root), "check"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
     assert "split_mnist.yaml" in lines[0]
 
 
