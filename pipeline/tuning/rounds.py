@@ -24,12 +24,14 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 from ray.tune.experiment import Trial as TuneTrial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.utils.util import unflatten_dict
 
 from pipeline.tuning.continual import ContinualOptunaSearch
 from pipeline.workspace.results import TIME_ATTR, TrialResult
 
 TUNE_TRIAL_ATTR = "tune_trial_id"  # the Tune trial an Optuna trial was handed to (the latest, after a restore)
+ASKED = tuple(state for state in TrialState if state != TrialState.WAITING)  # WAITING: an initial point not yet asked
 LIVE = (TuneTrial.PENDING, TuneTrial.RUNNING, TuneTrial.PAUSED)
 
 
@@ -173,12 +175,14 @@ class RoundSearch(ContinualOptunaSearch):
         self._start_round(len(asked))
         return self._waiting()
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        """The next configuration of the current round, or None while the round has none left to hand out."""
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The next configuration of the current round, None while the round has none left to hand out, or
+        Tune's ``FINISHED`` once every trial is asked and none is left to hand out."""
         if trial_id not in self._ot_trials:
             waiting = self._waiting()
             if not waiting:
-                return None
+                asked = self._ot_study.get_trials(deepcopy=False, states=ASKED)
+                return Searcher.FINISHED if len(asked) >= self.total_trials else None
             frozen = waiting[0]
             self._ot_trials[trial_id] = Trial(self._ot_study, frozen._trial_id)
             self._ot_study._storage.set_trial_user_attr(frozen._trial_id, TUNE_TRIAL_ATTR, trial_id)
@@ -209,6 +213,7 @@ class RoundScheduler(FIFOScheduler):
         self.rungs = list(rungs)
         self.reduction_factor = reduction_factor
         self._settling = False
+        self._unsaved = False
 
     @property
     def _sign(self) -> float:
@@ -287,8 +292,20 @@ class RoundScheduler(FIFOScheduler):
     def on_trial_remove(self, tune_controller: Any, trial: TuneTrial) -> None:
         self._trial_left(tune_controller, trial)
 
+    def on_trial_add(self, tune_controller: Any, trial: TuneTrial) -> None:
+        """A trial Tune has just added is saved with the experiment before it starts (:meth:`choose_trial_to_run`)."""
+        self._unsaved = True
+
     def choose_trial_to_run(self, tune_controller: Any) -> TuneTrial | None:
-        """A pending trial first, else a paused one whose round has decided that it goes on."""
+        """A pending trial first, else a paused one whose round has decided that it goes on.
+
+        Tune calls this before it starts any trial in a step; trials added since the last call are first
+        saved in the experiment's state. A study killed later restores every trial that may have run, so
+        a trial cannot end in the journal while the restored Tune state lacks it (it would wait for it)."""
+        if self._unsaved:
+            controller = getattr(tune_controller, "_tune_controller", tune_controller)  # past Tune's wrapper
+            controller.checkpoint(force=True, wait=True)
+            self._unsaved = False
         trials = tune_controller.get_trials()
         for trial in trials:
             if trial.status == TuneTrial.PENDING:

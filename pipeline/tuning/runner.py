@@ -165,7 +165,7 @@ def _tuner(layout: Layout, params: Params, request: TuneRequest, key: str, stora
         trainable,
         param_space=request.param_space,
         tune_config=tune.TuneConfig(num_samples=request.num_samples, max_concurrent_trials=_limit(params, request, concurrency),
-                                    search_alg=searcher, scheduler=request.scheduler, reuse_actors=True),
+                                    search_alg=searcher, scheduler=request.scheduler, reuse_actors=False),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import optuna
 import yaml
+from ray.tune.search import Searcher
 
 from pipeline.spec.params import parse_params
 from pipeline.spec.studies import parse_study
 from pipeline.tuning.journal import journal_path, load_rows, open_storage, release_stale_lock
-from pipeline.tuning.search import build_searcher
+from pipeline.tuning.search import build_scheduler, build_searcher
 from pipeline_fixtures import REPO, TINY_STUDY
 
 RESULT = {"task": 2, "val_average_accuracy": 90.0, "completed": True, "diverged": False}
@@ -59,10 +60,53 @@ def test_a_restored_round_search_hands_out_again_what_tune_never_received(tmp_pa
     restored = build_searcher(study, params)
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.suggest("d") == lost and restored.number("d") == 2  # the same trial of the same round
-    assert restored.suggest("e") is None  # the round is all out: nothing more until it has ended
+    assert restored.suggest("e") == Searcher.FINISHED  # every trial is asked and out: nothing more to come
     for trial_id in ("a", "b", "d"):
         restored.on_trial_complete(trial_id, {**RESULT, "val_average_accuracy": 70.0})
     assert [r["state"] for r in load_rows(path, "tune-tiny-k")] == ["COMPLETE"] * 3 and len(first) == 2
+
+
+def test_a_restored_round_search_whose_lost_trial_had_ended_is_finished(tmp_path: Path) -> None:
+    """A trial handed out and ended after Tune's last snapshot: the restored search has nothing to hand out
+    and says so (``FINISHED``), instead of leaving Tune waiting for a trial that never comes."""
+    study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")  # 3 trials: one round
+    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "test")
+    searcher = build_searcher(study, params, "tune-tiny-k", open_storage(tmp_path / "j.optuna.log", fresh=True))
+    for trial_id in ("a", "b"):
+        searcher.suggest(trial_id)
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("c")
+    searcher.on_trial_complete("c", RESULT)
+    restored = build_searcher(study, params)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("d") == Searcher.FINISHED
+
+
+class _Controller:
+    """What the round scheduler sees of Tune's controller: its trials, and its experiment checkpoint."""
+
+    def __init__(self, search_alg: object) -> None:
+        self.search_alg = search_alg
+        self.saved: list[tuple[bool, bool]] = []
+
+    def get_trials(self) -> list:
+        return []
+
+    def checkpoint(self, force: bool = False, wait: bool = False) -> None:
+        self.saved.append((force, wait))
+
+
+def test_a_trial_is_saved_with_the_experiment_before_it_can_start() -> None:
+    study = parse_study("tiny", TINY_STUDY, "studies/tiny.yaml")
+    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "test")
+    scheduler, controller = build_scheduler(study, params), _Controller(build_searcher(study, params))
+    scheduler.choose_trial_to_run(controller)
+    assert controller.saved == []  # nothing added: nothing to save
+    scheduler.on_trial_add(controller, object())
+    scheduler.on_trial_add(controller, object())
+    scheduler.choose_trial_to_run(controller)
+    scheduler.choose_trial_to_run(controller)
+    assert controller.saved == [(True, True)]  # once, forced, before Tune starts either trial
 
 
 def test_a_lock_left_by_a_killed_stage_does_not_hold_up_the_next(tmp_path: Path) -> None:
