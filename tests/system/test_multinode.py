@@ -57,7 +57,10 @@ class LocalCluster:
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.env = tool_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                             HYPERMASK_DATA_MIRROR=str(mirror), RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
-                            RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
+                            RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3",
+                            # Tune saves the experiment (trials' results included) to storage every half second,
+                            # so the test sees a trial between two tasks of its run
+                            TUNE_GLOBAL_CHECKPOINT_S="0.5")
         self.nodes: dict[str, tuple[subprocess.Popen, int]] = {}  # name -> (process, node manager port)
         self.head = self._start("head", ["--head", f"--port={self.gcs_port}", "--num-cpus=0",
                                          "--include-dashboard=true", "--dashboard-host=127.0.0.1",
