@@ -164,11 +164,15 @@ class RoundSearch(ContinualOptunaSearch):
         for _ in range(min(self.round_size, self.total_trials - asked)):
             self._ot_study.ask(fixed_distributions=self._space)
 
+    def _asked(self) -> list[FrozenTrial]:
+        """The trials asked so far, in number order."""
+        return self._ot_study.get_trials(deepcopy=False, states=ASKED)
+
     def _waiting(self) -> list[FrozenTrial]:
         """Asked trials of the current round that no Tune trial of this search holds, in number order; asks
         the next round when the current one has ended."""
-        asked = [t for t in self._ot_study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
-        handed = {t.number for t in self._ot_trials.values()}  # (WAITING: initial points not yet asked)
+        asked = self._asked()
+        handed = {t.number for t in self._ot_trials.values()}
         waiting = [t for t in asked if t.state == TrialState.RUNNING and t.number not in handed]
         if waiting or len(asked) >= self.total_trials or any(not t.state.is_finished() for t in asked):
             return waiting
@@ -181,8 +185,7 @@ class RoundSearch(ContinualOptunaSearch):
         if trial_id not in self._ot_trials:
             waiting = self._waiting()
             if not waiting:
-                asked = self._ot_study.get_trials(deepcopy=False, states=ASKED)
-                return Searcher.FINISHED if len(asked) >= self.total_trials else None
+                return Searcher.FINISHED if len(self._asked()) >= self.total_trials else None
             frozen = waiting[0]
             self._ot_trials[trial_id] = Trial(self._ot_study, frozen._trial_id)
             self._ot_study._storage.set_trial_user_attr(frozen._trial_id, TUNE_TRIAL_ATTR, trial_id)

@@ -62,12 +62,13 @@ def tiny_runs(tmp_path_factory, mirror: Path) -> dict[str, Path]:
     ``native`` numerics with ATen's default kernels (key ``native``). The runs are separate processes,
     started together."""
     root = tmp_path_factory.mktemp("numerics")
-    started = {capability: subprocess.Popen(_command(root / capability), env=_environment(ATEN_CPU_CAPABILITY=capability),
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-               for capability in _capabilities()}
-    started[NATIVE] = subprocess.Popen(_command(root / NATIVE, "--set", "numerics=native"),
-                                       env=_environment(ATEN_CPU_CAPABILITY="default"),
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def start(name: str, capability: str, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen(_command(root / name, *extra), env=_environment(ATEN_CPU_CAPABILITY=capability),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    started = {capability: start(capability, capability) for capability in _capabilities()}
+    started[NATIVE] = start(NATIVE, "default", "--set", "numerics=native")
     for name, process in started.items():
         _, err = process.communicate(timeout=600)
         assert process.returncode == 0, f"{name}: {err}"
