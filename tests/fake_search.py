@@ -93,7 +93,7 @@ def run(storage: Path, name: str, cpus: float, order: str, marker: str = "", **s
         limit = None if not params.timing_dependent else slots
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
             num_samples=study.trials, search_alg=searcher, scheduler=build_scheduler(study, params),
-            max_concurrent_trials=limit, reuse_actors=False),
+            max_concurrent_trials=limit, reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0))
     with pending_trials(slots):  # as the pipeline's runner starts a search
         tuner.fit()

@@ -72,6 +72,10 @@ class Study:
         order."""
         return {",".join(f"{k}={v}" for k, v in point.items()): point for point in expand_grid(self.grid)}
 
+    def varies(self, setting: str) -> bool:
+        """Whether the runs of this study may differ in ``setting`` (searched or swept)."""
+        return setting in self.space or setting in self.grid
+
     @property
     def methods(self) -> list[str]:
         """The methods this study trains: the swept ones, else its own."""

@@ -25,6 +25,7 @@ from pipeline.workspace.results import (
     COMPLETED,
     DIVERGED,
     FAILED,
+    MODEL_DIR,
     NODE,
     NUMERIC_PATH,
     PRUNED,
@@ -50,7 +51,6 @@ OUTCOME_NOTE = {COMPLETED: "Reached the last task ({done} of {total}).",
                 DIVERGED: "Diverged (loss not finite) after task {done} of {total}.",
                 FAILED: "Failed (crashed) after task {done} of {total}."}
 STEP_KEY = f"{TASK_PREFIX}average_accuracy"  # the per-task history that says which tasks a run has logged
-MODEL_DIR = "model"
 Call = TypeVar("Call", bound=Callable[..., Any])
 STORE_ERRORS = (MlflowException, requests.RequestException)  # what a store that went away raises
 

@@ -24,7 +24,7 @@ from pipeline.tuning.search import pending_trials
 from pipeline.tuning.storage import (
     CheckpointCleaner,
     TrialEndWriter,
-    drop_trial_ends,
+    drop_trial_files,
     experiment_location,
     remove_superseded,
 )
@@ -165,7 +165,10 @@ def _tuner(layout: Layout, params: Params, request: TuneRequest, key: str, stora
         trainable,
         param_space=request.param_space,
         tune_config=tune.TuneConfig(num_samples=request.num_samples, max_concurrent_trials=_limit(params, request, concurrency),
-                                    search_alg=searcher, scheduler=request.scheduler, reuse_actors=False),
+                                    search_alg=searcher, scheduler=request.scheduler,
+                                    # a trial starts in an ended trial's Ray worker, unless the trials' numeric
+                                    # paths may differ (a process runs one path: hypermask.numerics)
+                                    reuse_actors=not request.study.varies("numerics")),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=params.max_failures),
@@ -251,7 +254,7 @@ def run_experiment(layout: Layout, params: Params, request: TuneRequest) -> Stag
             with pending_trials(plan.concurrency if request.searches else None):
                 grid = tuner.fit()
             tracking.close_open_runs(_tracker(params, request, key, uri, tags), grid)
-            drop_trial_ends(experiment_location(storage, request.name(key)))  # Tune's state is saved whole now
+            drop_trial_files(experiment_location(storage, request.name(key)))  # Tune's state is saved whole now
             for gone in remove_superseded(storage, request.prefix, key):
                 journal.journal_path(storage, Path(gone).name, layout.local_storage).unlink(missing_ok=True)
                 print(f"removed {gone} (superseded by {request.name(key)})", flush=True)

@@ -1,17 +1,19 @@
 """Trial files on Ray's storage (a folder, or a URI such as ``s3://``, ``gs://`` or ``file://``).
 
-A running trial keeps its task checkpoints once, in ``state/`` of its folder on the storage, where a
-retried trial or a restored study finds them. A trial that has ended needs none of its checkpoints
-(its record is in MLflow), and the Tune experiments of superseded keys are never resumed again: both
-are removed, so the storage holds the experiment state of the current keys and the checkpoints of the
-trials still running.
+Each trial keeps its own files in ``trials/<trial id>/`` of its Tune experiment's folder, named by the trial's
+id, which a restored study keeps (Tune names a trial's own folder when the trial is first placed, and names it
+afresh on restore if its last saved experiment state was taken before that). A running trial keeps its task
+checkpoints once, in ``state/`` there, where a retried trial or a restored study finds them. A trial that has
+ended needs none of its checkpoints (its record is in MLflow), and the Tune experiments of superseded keys are
+never resumed again: both are removed, so the storage holds the experiment state of the current keys and the
+checkpoints of the trials still running.
 
 Tune saves its experiment state (which trials have ended) every few seconds, so a study killed just after
 a trial ended may be restored with that trial still running. Each ended trial therefore leaves its last
-result in ``ended.json`` in its folder, written before its MLflow run is closed; a restored trial that
-finds one reports that result again instead of training (:func:`read_trial_end`), so what the study
-selects and records is what it had before the kill. The files go once Tune's state is saved complete
-(:func:`drop_trial_ends`).
+result in ``ended.json`` beside its ``state/``, written before its MLflow run is closed; a restored trial
+that finds one reports that result again instead of training (:func:`read_trial_end`), so what the study
+selects and records is what it had before the kill. The trials' files go once Tune's state is saved
+complete (:func:`drop_trial_files`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from hypermask.messages import last_line
 from pipeline.workspace.locations import filesystem, is_uri
 from pipeline.workspace.results import REPLAYED
 
+TRIALS_DIR = "trials"  # the trials' own files in an experiment's folder, one folder per trial id
 STATE_DIR = "state"
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders in a trial's folder
 PART = ".part"  # an upload in progress (left behind only by a kill)
@@ -87,13 +90,13 @@ def experiment_location(storage: str, name: str) -> str:
     return f"{storage.rstrip('/')}/{name}"
 
 
-def _in_trial(experiment: str, trial_dir: str, name: str) -> str:
-    return f"{experiment.rstrip('/')}/{trial_dir}/{name}"
+def _in_trial(experiment: str, trial_id: str, name: str) -> str:
+    return f"{experiment.rstrip('/')}/{TRIALS_DIR}/{trial_id}/{name}"
 
 
-def state_location(experiment: str, trial_dir: str) -> str:
-    """Where the task checkpoints of the trial in folder ``trial_dir`` of ``experiment`` are kept."""
-    return _in_trial(experiment, trial_dir, STATE_DIR)
+def state_location(experiment: str, trial_id: str) -> str:
+    """Where the task checkpoints of trial ``trial_id`` of the Tune experiment ``experiment`` are kept."""
+    return _in_trial(experiment, trial_id, STATE_DIR)
 
 
 @contextmanager
@@ -112,9 +115,10 @@ def trial_folder(location: str) -> Iterator[TrialFolder]:
         yield TrialFolder(Path(temp), fs, remote)
 
 
-def drop_checkpoints(fs: pafs.FileSystem, trial_path: str) -> None:
-    """Delete the task checkpoints (``state/``) and Tune's ``checkpoint_*`` folders of one trial."""
-    _remove(fs, f"{trial_path}/{STATE_DIR}")
+def drop_checkpoints(fs: pafs.FileSystem, state_path: str, trial_path: str) -> None:
+    """Delete one trial's task checkpoints (its ``state_path``) and Tune's ``checkpoint_*`` folders in the
+    trial's own folder ``trial_path``."""
+    _remove(fs, state_path)
     for info in fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True)):
         if info.type == pafs.FileType.Directory and info.base_name.startswith(CHECKPOINT_PREFIX):
             fs.delete_dir(info.path)
@@ -132,18 +136,18 @@ def _json_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)  # numpy scalars; anything else as text
 
 
-def trial_end_location(experiment: str, trial_dir: str) -> str:
-    """Where the trial in folder ``trial_dir`` of ``experiment`` keeps its ``ended.json``."""
-    return _in_trial(experiment, trial_dir, END_FILE)
+def trial_end_location(experiment: str, trial_id: str) -> str:
+    """Where trial ``trial_id`` of the Tune experiment ``experiment`` keeps its ``ended.json``."""
+    return _in_trial(experiment, trial_id, END_FILE)
 
 
-def write_trial_end(fs: pafs.FileSystem, trial_path: str, result: dict[str, Any], error: str = "") -> None:
-    """Write the trial's ``ended.json`` (its last result without Tune's own keys) whole: a kill never
-    leaves half of it."""
+def write_trial_end(fs: pafs.FileSystem, path: str, result: dict[str, Any], error: str = "") -> None:
+    """Write a trial's ``ended.json`` at ``path`` (its last result without Tune's own keys) whole: a kill
+    never leaves half of it."""
     kept = {k: v for k, v in result.items() if k not in TUNE_KEYS and k != REPLAYED}
     text = json.dumps({"result": kept, "error": error}, default=_json_value).encode()
-    fs.create_dir(trial_path, recursive=True)
-    _write_whole(fs, f"{trial_path}/{END_FILE}", io.BytesIO(text))
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    _write_whole(fs, path, io.BytesIO(text))
 
 
 def read_trial_end(location: str) -> TrialEnd | None:
@@ -156,15 +160,20 @@ def read_trial_end(location: str) -> TrialEnd | None:
     return TrialEnd(dict(found["result"]), str(found.get("error") or ""))
 
 
-def drop_trial_ends(experiment: str) -> int:
-    """Delete the ``ended.json`` of every trial of ``experiment`` (call once Tune has saved its state with
-    every trial ended); returns how many were there."""
+def drop_trial_files(experiment: str) -> int:
+    """Delete the trials' own files of ``experiment`` (call once Tune has saved its state with every trial
+    ended: none is running, none needs its ``ended.json``); returns how many ``ended.json`` were there."""
     fs, root = filesystem(experiment)
-    found = [info.path for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))
+    trials = f"{root}/{TRIALS_DIR}"
+    ended = [info for info in fs.get_file_info(pafs.FileSelector(trials, allow_not_found=True, recursive=True))
              if info.type == pafs.FileType.File and info.base_name == END_FILE]
-    for path in found:
-        fs.delete_file(path)
-    return len(found)
+    _remove(fs, trials)
+    return len(ended)
+
+
+def _trial_files(trial: Any) -> str:
+    """The folder of a Tune trial's own files (see :func:`state_location`) on its storage's filesystem."""
+    return f"{trial.storage.experiment_fs_path.rstrip('/')}/{TRIALS_DIR}/{trial.trial_id}"
 
 
 class TrialEndWriter(tune.Callback):
@@ -179,9 +188,9 @@ class TrialEndWriter(tune.Callback):
 
     @staticmethod
     def _write(trial: Any, error: str) -> None:
-        fs = trial.storage.storage_filesystem
-        if not _exists(fs, f"{trial.path}/{END_FILE}"):  # a replayed end keeps the first one's record
-            write_trial_end(fs, trial.path, dict(trial.last_result or {}), error)
+        fs, path = trial.storage.storage_filesystem, f"{_trial_files(trial)}/{END_FILE}"
+        if not _exists(fs, path):  # a replayed end keeps the first one's record
+            write_trial_end(fs, path, dict(trial.last_result or {}), error)
 
 
 def _error_line(trial: Any) -> str:
@@ -201,10 +210,14 @@ class CheckpointCleaner(tune.Callback):
     left."""
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        drop_checkpoints(trial.storage.storage_filesystem, trial.path)
+        self._drop(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        drop_checkpoints(trial.storage.storage_filesystem, trial.path)
+        self._drop(trial)
+
+    @staticmethod
+    def _drop(trial: Any) -> None:
+        drop_checkpoints(trial.storage.storage_filesystem, f"{_trial_files(trial)}/{STATE_DIR}", trial.path)
 
 
 def superseded(storage: str, prefix: str, key: str) -> list[str]:

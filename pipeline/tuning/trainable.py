@@ -13,9 +13,16 @@ from hypermask.data import dataset_for, prepare_dataset
 from hypermask.numerics import pin
 from hypermask.train import DivergedError, TaskReport, train_continual
 from pipeline.spec.studies import Study
-from pipeline.tracking.runs import MODEL_DIR
 from pipeline.tuning.storage import read_trial_end, state_location, trial_end_location, trial_folder
-from pipeline.workspace.results import NODE, NUMERIC_PATH, REPLAYED, diverged_result, final_result, task_result
+from pipeline.workspace.results import (
+    MODEL_DIR,
+    NODE,
+    NUMERIC_PATH,
+    REPLAYED,
+    diverged_result,
+    final_result,
+    task_result,
+)
 
 
 def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], save_models: bool,
@@ -25,7 +32,7 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     ``default_seed``: the search trials' training seed). A final run's ``arm`` names its searched values
     in ``arms`` (``tuned``: the search's best; ``published``: none, so the library's published values).
 
-    After every task the library writes its checkpoint into the trial's ``state/`` folder in the Tune
+    After every task the library writes its checkpoint into the trial's ``state/`` folder under the Tune
     experiment's folder ``experiment`` on Ray's storage (:mod:`pipeline.tuning.storage`) and calls back; the
     callback stores it and reports the task's scores, so ASHA can stop the trial at a task boundary, and
     a retry or a restored study resumes after the last finished task. A trial that had already ended when
@@ -36,8 +43,8 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     and a study killed in between could not restore the trial. A final run reports its model files as
     its one Tune checkpoint, from a temporary folder.
     """
-    trial_dir = Path(tune.get_context().get_trial_dir()).name
-    if replay_ended(trial_end_location(experiment, trial_dir)):
+    trial_id = tune.get_context().get_trial_id()
+    if replay_ended(trial_end_location(experiment, trial_id)):
         return
     chosen = dict(config)
     seed = int(chosen.pop("seed", default_seed))
@@ -47,7 +54,7 @@ def run_trial(config: dict[str, Any], study: Study, runtime: dict[str, Any], sav
     path = pin(cfg.numerics).describe()  # before the trial's first torch operation (the dataset check runs some)
     if node_data:
         prepare_dataset(dataset_for(cfg.benchmark), cfg.data_root, own_copy=True)
-    location = state_location(experiment, trial_dir)
+    location = state_location(experiment, trial_id)
     node = ray.get_runtime_context().get_node_id()
 
     def send(result: dict[str, Any], **options: Any) -> None:

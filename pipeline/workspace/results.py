@@ -28,6 +28,7 @@ NODE = "node_id"  # the Ray node that reported the result (a retried trial may g
 NUMERIC_PATH = "numeric_path"  # the CPU code paths the trial's numbers come from (hypermask.numerics)
 TASK_PREFIX = "task_"  # MLflow: the running value after each task (step = task index) is ``task_<score>``
 END_METRICS = "end_metrics"  # the closing result's list of the run's end-of-run metric names
+MODEL_DIR = "model"  # the folder of a final run's saved model in the checkpoint it reports
 
 
 class Outcome(StrEnum):

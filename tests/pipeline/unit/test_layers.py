@@ -48,6 +48,13 @@ def test_settings_analysis_and_workspace_do_not_reach_the_tools_they_must_not(fo
     assert not imported & forbidden, (folder, imported & forbidden)
 
 
+def test_a_trial_worker_loads_neither_mlflow_nor_optuna() -> None:
+    """Every trial starts a Ray worker that imports the trainable: tracking and search stay in the driver."""
+    closure, library = import_closure(REPO, ["pipeline.tuning.trainable"])
+    imported = _external_imports([REPO / f for f in closure])
+    assert library and not imported & {"mlflow", "optuna"}, imported & {"mlflow", "optuna"}
+
+
 def test_the_code_passes_the_linter() -> None:
     ruff = Path(sys.executable).parent / "ruff"
     done = subprocess.run([str(ruff), "check", "."], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -173,3 +173,25 @@ def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
     tuner, resumed = _tuner(Layout.at(tmp_path), params, exp, "k", storage, trainable, "sqlite://", {},
                             plan.concurrency)
     assert not resumed and tuner._local_tuner._tune_config.max_concurrent_trials == 2
+
+
+@pytest.mark.parametrize("varied, reused", [({}, True),
+                                            ({"search_space": {"numerics": {"choice": ["portable", "native"]}}}, False)])
+def test_trials_reuse_ray_workers_unless_their_numeric_paths_may_differ(tmp_path, varied: dict, reused: bool) -> None:
+    """A Ray worker process runs one numeric path (hypermask.numerics): a study that searches it gives
+    every trial a worker of its own."""
+    import yaml
+
+    from pipeline.spec.params import parse_params
+    from pipeline.tuning.runner import _tuner
+    from pipeline.workspace.layout import Layout
+    from pipeline_fixtures import REPO
+
+    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    study = parse_study("tiny", {**TINY_STUDY, **varied}, "tiny.yaml")
+    exp = TuneRequest("tune", study, {}, num_samples=study.trials)
+    plan = TrialPlan(study.concurrency, 1.0, 0.0)
+    storage = str(tmp_path / "ray_storage")
+    trainable = trial_trainable(exp, {}, plan, experiment=f"{storage}/{exp.name('k')}")
+    tuner, _ = _tuner(Layout.at(tmp_path), params, exp, "k", storage, trainable, "sqlite://", {}, plan.concurrency)
+    assert study.varies("numerics") != reused and tuner._local_tuner._tune_config.reuse_actors == reused

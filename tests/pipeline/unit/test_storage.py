@@ -17,7 +17,7 @@ from pipeline.tuning.storage import (
     CheckpointCleaner,
     TrialEndWriter,
     drop_checkpoints,
-    drop_trial_ends,
+    drop_trial_files,
     experiment_location,
     read_trial_end,
     remove_superseded,
@@ -52,8 +52,8 @@ def test_superseded_keys_of_the_same_stage_and_study_only_are_removed(tmp_path: 
 def test_trial_state_is_kept_on_the_storage_across_restarts(tmp_path: Path, uri: bool) -> None:
     storage = tmp_path / "storage"
     experiment = experiment_location(f"file://{storage}" if uri else str(storage), "tune-tiny-" + KEY)
-    location = state_location(experiment, "run_trial_1_beta=0.1,lr=0.01")
-    kept = storage / f"tune-tiny-{KEY}" / "run_trial_1_beta=0.1,lr=0.01" / "state"
+    location = state_location(experiment, "a1b2c_00001")
+    kept = storage / f"tune-tiny-{KEY}" / "trials" / "a1b2c_00001" / "state"
     with trial_folder(location) as state:
         assert state.folder.is_dir() and not any(state.folder.iterdir())
         (state.folder / "checkpoint.pt").write_bytes(b"task 1")
@@ -71,11 +71,15 @@ def test_trial_state_is_kept_on_the_storage_across_restarts(tmp_path: Path, uri:
 
 
 class _Trial:
-    """What :class:`CheckpointCleaner` and :class:`TrialEndWriter` read of a Tune trial."""
+    """What :class:`CheckpointCleaner` and :class:`TrialEndWriter` read of a Tune trial: its id, its own folder
+    ``<experiment>/<folder>`` (Tune's name for it) and its storage."""
 
-    def __init__(self, path: Path, last_result: dict | None = None, error: Exception | None = None) -> None:
-        self.path = str(path)
-        self.storage = type("Storage", (), {"storage_filesystem": pafs.LocalFileSystem()})()
+    def __init__(self, experiment: Path, trial_id: str, folder: str = "", last_result: dict | None = None,
+                 error: Exception | None = None) -> None:
+        self.trial_id = trial_id
+        self.path = str(experiment / (folder or f"run_trial_{trial_id}"))
+        self.storage = type("Storage", (), {"storage_filesystem": pafs.LocalFileSystem(),
+                                            "experiment_fs_path": str(experiment)})()
         self.last_result = last_result or {}
         self._error = error
 
@@ -84,16 +88,36 @@ class _Trial:
 
 
 def test_an_ended_trial_loses_its_checkpoints_and_keeps_its_records(tmp_path: Path) -> None:
-    for name in ("state", "checkpoint_000000", "checkpoint_000001"):
-        (tmp_path / "t1" / name).mkdir(parents=True)
-        (tmp_path / "t1" / name / "checkpoint.pt").write_bytes(b"x")
-    (tmp_path / "t1" / "result.json").write_text("{}")
-    (tmp_path / "t2" / "state").mkdir(parents=True)
-    CheckpointCleaner().on_trial_complete(0, [], _Trial(tmp_path / "t1"))
-    assert _folders(tmp_path / "t1") == ["result.json"] and _folders(tmp_path / "t2") == ["state"]
-    CheckpointCleaner().on_trial_error(0, [], _Trial(tmp_path / "t2"))
-    assert _folders(tmp_path / "t2") == []
-    drop_checkpoints(pafs.LocalFileSystem(), str(tmp_path / "t3"))  # no folder: nothing to do
+    own = tmp_path / "trials"
+    for folder in (tmp_path / "run_trial_t1" / "checkpoint_000000", tmp_path / "run_trial_t1" / "checkpoint_000001",
+                   own / "t1" / "state"):
+        folder.mkdir(parents=True)
+        (folder / "checkpoint.pt").write_bytes(b"x")
+    (tmp_path / "run_trial_t1" / "result.json").write_text("{}")
+    (own / "t1" / "ended.json").write_text("{}")
+    (own / "t2" / "state").mkdir(parents=True)
+    CheckpointCleaner().on_trial_complete(0, [], _Trial(tmp_path, "t1"))
+    assert _folders(tmp_path / "run_trial_t1") == ["result.json"] and _folders(own / "t1") == ["ended.json"]
+    assert _folders(own / "t2") == ["state"]
+    CheckpointCleaner().on_trial_error(0, [], _Trial(tmp_path, "t2"))  # Tune never placed it: no folder of its own
+    assert _folders(own / "t2") == []
+    drop_checkpoints(pafs.LocalFileSystem(), str(own / "t3" / "state"), str(tmp_path / "t3"))  # none: nothing to do
+
+
+def test_a_restored_trial_finds_its_files_under_its_id_whatever_tune_names_its_folder(tmp_path: Path) -> None:
+    """A trial placed after Tune last saved the experiment is named afresh on restore: its checkpoints and
+    its end are still its own."""
+    experiment = experiment_location(str(tmp_path), f"tune-tiny-{KEY}")
+    with trial_folder(state_location(experiment, "a_00002")) as state:
+        (state.folder / "checkpoint.pt").write_bytes(b"task 1")
+    first, restored = (_Trial(tmp_path / f"tune-tiny-{KEY}", "a_00002", f"run_trial_a_00002_{when}")
+                       for when in ("17-05-41", "17-05-57"))
+    TrialEndWriter().on_trial_complete(0, [], first)
+    with trial_folder(state_location(experiment, "a_00002")) as state:
+        assert (state.folder / "checkpoint.pt").read_bytes() == b"task 1"
+    assert read_trial_end(trial_end_location(experiment, "a_00002")) is not None
+    CheckpointCleaner().on_trial_complete(0, [], restored)
+    assert not any(p.name == "state" for p in tmp_path.rglob("*"))
 
 
 def test_storage_uris_are_taken_as_they_are() -> None:
@@ -133,18 +157,20 @@ def test_an_ended_trial_keeps_its_last_result_until_the_experiment_state_is_save
                   "config": {"beta": 0.1}, "date": "2026-11-26", "pid": 1, "node_ip": "127.0.0.1", REPLAYED: True}
     assert read_trial_end(trial_end_location(experiment, "trial_a")) is None  # a trial that has not ended
 
-    TrialEndWriter().on_trial_complete(0, [], _Trial(folder / "trial_a", {**reported, **tune_added}))
+    TrialEndWriter().on_trial_complete(0, [], _Trial(folder, "trial_a", last_result={**reported, **tune_added}))
     ended = read_trial_end(trial_end_location(experiment, "trial_a"))
     assert ended.result == reported and ended.error == ""  # what the trial reported, not what Tune added
 
-    TrialEndWriter().on_trial_error(0, [], _Trial(folder / "trial_b", reported, RuntimeError("boom\nValueError: lr")))
+    TrialEndWriter().on_trial_error(0, [], _Trial(folder, "trial_b", last_result=reported,
+                                                  error=RuntimeError("boom\nValueError: lr")))
     assert read_trial_end(trial_end_location(experiment, "trial_b")).error == "ValueError: lr"
     # Ending again (a restored trial replaying its end) keeps the first record.
-    TrialEndWriter().on_trial_error(0, [], _Trial(folder / "trial_b", {}, RuntimeError("replayed")))
+    TrialEndWriter().on_trial_error(0, [], _Trial(folder, "trial_b", error=RuntimeError("replayed")))
     assert read_trial_end(trial_end_location(experiment, "trial_b")).error == "ValueError: lr"
 
-    (folder / "trial_b" / "result.json").write_text("{}")
-    assert drop_trial_ends(experiment) == 2
-    assert _folders(folder / "trial_a") == [] and _folders(folder / "trial_b") == ["result.json"]
+    (folder / "run_trial_trial_b").mkdir()
+    (folder / "run_trial_trial_b" / "result.json").write_text("{}")
+    assert drop_trial_files(experiment) == 2
+    assert _folders(folder) == ["run_trial_trial_b"] and _folders(folder / "run_trial_trial_b") == ["result.json"]
     assert read_trial_end(trial_end_location(experiment, "trial_a")) is None
-    assert drop_trial_ends(experiment_location(str(tmp_path), "gone")) == 0  # no experiment: nothing to do
+    assert drop_trial_files(experiment_location(str(tmp_path), "gone")) == 0  # no experiment: nothing to do
