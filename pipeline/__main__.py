@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> None:
     study = getattr(args, "study", None)
     if skip_unrun(layout, params, args.stage, study):
         return
+    if study is not None:  # a broken study file is refused before the stage's tools are imported
+        from pipeline.spec.studies import load_checked_study
+
+        load_checked_study(layout, study, params)
     if study is not None and not args.outputs_to:
         from pipeline.cluster.submit import job_server, submit_stage
 

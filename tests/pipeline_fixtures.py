@@ -26,6 +26,7 @@ TINY_STUDY = {
     "description": "tiny test study",
     "benchmark": "split_mnist",
     "method": "hypermask",
+    "fixed": {"target_hidden": "100,100"},  # a quarter of the published 400-400 target: seconds-scale trials
     "search_space": {"beta": {"loguniform": [1.0e-4, 1.0e-1]}, "lr": {"choice": [1.0e-3, 3.0e-3, 1.0e30]}},
     "budget": {"trials": 3, "concurrency": 2, "tasks": 2, "iterations": 20, "train_subset": 500,
                "validation_size": 200},

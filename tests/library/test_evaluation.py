@@ -9,7 +9,7 @@ from hypermask.train import train_continual
 
 
 def test_every_task_reports_validation_and_test_scores(mnist) -> None:
-    cfg = small_config(tasks=3, iterations=30, validation_size=300)
+    cfg = small_config(tasks=3, iterations=30, validation_size=300, target_hidden="100,100")
     reports = []
     result = train_continual(cfg, stream=build_stream(cfg, mnist), on_task_end=reports.append)
     for report in reports:

@@ -21,7 +21,7 @@ from hypermask.runtime import resolve_runtime
 pytestmark = pytest.mark.skipif(machine() not in X86_64, reason="the pinned paths are x86-64's")
 
 TINY = ("--benchmark", "split_mnist", "--set", "tasks=2", "--set", "iterations=40", "--set", "train_subset=300",
-        "--set", "threads=1", "--set", "progress=false")
+        "--set", "target_hidden=100,100", "--set", "threads=1", "--set", "progress=false")
 NUMERIC_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "HYPERMASK_NUMERICS")
 
 

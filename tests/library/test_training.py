@@ -16,15 +16,15 @@ def _run(cfg, mnist, **kwargs):
 
 
 def test_same_seed_same_metrics(mnist) -> None:
-    cfg = small_config(iterations=25, seed=3)
+    cfg = small_config(iterations=25, seed=3, target_hidden="100,100")
     first, second = _run(cfg, mnist), _run(cfg, mnist)
     assert first.accuracy_matrix == second.accuracy_matrix
-    other = _run(small_config(iterations=25, seed=4), mnist)
+    other = _run(small_config(iterations=25, seed=4, target_hidden="100,100"), mnist)
     assert other.accuracy_matrix != first.accuracy_matrix
 
 
 def test_accuracy_matrix_is_remeasured_every_task(mnist) -> None:
-    cfg = small_config(tasks=3, iterations=100)
+    cfg = small_config(tasks=3, iterations=100, target_hidden="100,100")
     reports = []
     result = _run(cfg, mnist, on_task_end=reports.append)
     assert [r.task for r in reports] == [0, 1, 2]
@@ -35,7 +35,7 @@ def test_accuracy_matrix_is_remeasured_every_task(mnist) -> None:
 
 
 def test_hypermask_keeps_first_task_while_finetuning_forgets(mnist) -> None:
-    settings = dict(tasks=3, iterations=300, train_subset=4000, target_hidden="50,50", lr=5e-3, validation_size=500)
+    settings = dict(tasks=3, iterations=300, train_subset=4000, target_hidden="20,20", lr=5e-3, validation_size=500)
     hypermask = _run(small_config("permuted_mnist", **settings), mnist)
     finetune = _run(small_config("permuted_mnist", method="finetune", **settings), mnist)
     kept = hypermask.accuracy_matrix[-1][0]
@@ -50,7 +50,7 @@ class _Interrupt(Exception):
 
 
 def test_resume_after_interruption_gives_the_same_result(mnist, tmp_path) -> None:
-    cfg = small_config(tasks=3, iterations=30)
+    cfg = small_config(tasks=3, iterations=30, target_hidden="100,100")
     uninterrupted = _run(cfg, mnist)
 
     def stop_after_second_task(report):

@@ -170,6 +170,18 @@ def test_cli_reports_bad_input_in_one_line_with_exit_2(tmp_path: Path) -> None:
     assert lines == [lines[-1]] and lines[0].startswith("pipeline: error: permuted_mnist.yaml: not valid YAML")
 
 
+def test_a_stage_refuses_a_broken_study_file_before_importing_its_tools(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project", profile="test")
+    study = root / "studies" / "split_mnist.yaml"
+    study.write_text(study.read_text().replace("trials: 40", 'trials: "many"'))
+    code = ("import sys; from pipeline.__main__ import main; "
+            f"status = main(['--root', {str(root)!r}, 'tune', 'split_mnist']); "
+            "print(status, sorted(m for m in ('ray', 'torch', 'mlflow', 'optuna') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["2", "[]"], done.stdout + done.stderr
+    assert done.stderr.startswith("pipeline: error: studies/split_mnist.yaml") and "budget.trials" in done.stderr
+
+
 def test_unreachable_mlflow_server_fails_before_any_trial(tmp_path: Path, monkeypatch, mirror) -> None:
     import ray
 
