@@ -1,14 +1,17 @@
 """A study against a real MLflow tracking server over HTTP (proxied artifacts): the server going away
-mid-study stops the stage with one line, and a re-run after it returns completes without losing finished
-trials or duplicating runs."""
+mid-study (its address refuses connections and open ones are cut) stops the stage with one line, and a re-run
+after it returns completes without losing finished trials or duplicating runs."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from pipeline_fixtures import (
     TINY_STUDY,
     copy_project,
+    empty_mlflow_db,
     free_port,
     metric_steps,
     only_studies,
@@ -47,6 +51,64 @@ def _start_server(db: Path, artifacts: Path, port: int) -> subprocess.Popen:
             time.sleep(1)
     _stop(server)
     raise AssertionError("mlflow server did not answer within 3 minutes")
+
+
+class Gateway:
+    """The server's address as the stage sees it: a TCP forwarder to the server. :meth:`close` makes the address
+    refuse connections and cuts the open ones, as when the server goes away; :meth:`open` brings it back."""
+
+    def __init__(self, target: int) -> None:
+        self.port, self.target = free_port(), target
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.open()
+
+    def open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            with self._lock:
+                self._open += [client, upstream]
+            for source, dest in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, dest), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, dest: socket.socket) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                dest.sendall(data)
+        except OSError:
+            pass
+        for end in (source, dest):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        assert self._listener is not None
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self._listener.close()
+        with self._lock:
+            cut, self._open = self._open, []
+        for end in cut:
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -78,12 +140,13 @@ def test_a_study_against_a_tracking_server_that_goes_away_and_returns(tmp_path: 
     write_study(root, "tiny", STUDY)
     only_studies(root, "tiny", tasks=2)
     db, artifacts, port = tmp_path / "server.db", tmp_path / "artifacts", free_port()
-    url = f"http://127.0.0.1:{port}"
+    shutil.copy2(empty_mlflow_db(), db)  # the server's database, its tables made
+    server = _start_server(db, artifacts, port)
+    gateway = Gateway(port)
+    url = f"http://127.0.0.1:{gateway.port}"
     env = tool_env(HYPERMASK_DATA_MIRROR=str(mirror), MLFLOW_TRACKING_URI=url, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
                    MLFLOW_HTTP_REQUEST_TIMEOUT="20")
     stage = [sys.executable, "-m", "pipeline", "tune", "tiny"]
-
-    server = _start_server(db, artifacts, port)
     try:
         first = subprocess.Popen(stage, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 400
@@ -91,18 +154,16 @@ def test_a_study_against_a_tracking_server_that_goes_away_and_returns(tmp_path: 
             time.sleep(0.5)
         assert first.poll() is None, "the stage ended before its first trial result"
         assert _task_results(db), "no trial result within the deadline"
-    finally:
-        _stop(server)  # the server goes away mid-study
-    out, err = first.communicate(timeout=400)
-    assert first.returncode == 2, out + err
-    errors = [line for line in err.splitlines() if line.startswith("pipeline: error:")]
-    assert len(errors) == 1 and f"MLflow tracking server {url} stopped answering" in errors[0], err[-3000:]
-    experiment = next((root / "ray_storage").glob("tune-tiny-*/"))
-    ended_before = _ended_trials(experiment)
-    assert not (root / "results" / "tune" / "tiny" / "summary.json").exists()
+        gateway.close()  # the server goes away mid-study
+        out, err = first.communicate(timeout=400)
+        assert first.returncode == 2, out + err
+        errors = [line for line in err.splitlines() if line.startswith("pipeline: error:")]
+        assert len(errors) == 1 and f"MLflow tracking server {url} stopped answering" in errors[0], err[-3000:]
+        experiment = next((root / "ray_storage").glob("tune-tiny-*/"))
+        ended_before = _ended_trials(experiment)
+        assert not (root / "results" / "tune" / "tiny" / "summary.json").exists()
 
-    server = _start_server(db, artifacts, port)  # the server returns with its database
-    try:
+        gateway.open()  # the server returns with its database
         second = subprocess.run(stage, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         assert "resuming tune-tiny-" in second.stdout + second.stderr
