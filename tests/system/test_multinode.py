@@ -62,6 +62,7 @@ class LocalCluster:
                             # so the test sees a trial between two tasks of its run
                             TUNE_GLOBAL_CHECKPOINT_S="0.5")
         self.nodes: dict[str, tuple[subprocess.Popen, int]] = {}  # name -> (process, node manager port)
+        self.first_workers: dict[str, str] = {}  # resource name -> Ray node id of the workers started first
         self.head = self._start("head", ["--head", f"--port={self.gcs_port}", "--num-cpus=0",
                                          "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                                          f"--dashboard-port={self.dashboard_port}", f"--temp-dir={self.temp_dir}"])
@@ -106,7 +107,7 @@ class LocalCluster:
             if time.time() > deadline:
                 raise AssertionError(f"{count} worker nodes did not come up within {seconds} s (found {found}):\n"
                                      f"{done.stderr[-2000:]}")
-            time.sleep(2)
+            time.sleep(1)
 
     def kill_raylet(self, name: str) -> None:
         """SIGKILL the raylet of node ``name``: the process of this cluster (its temporary folder) whose program
@@ -179,7 +180,7 @@ def cluster(mirror: Path) -> Iterator[LocalCluster]:
     try:
         started.add_worker("worker_a")
         started.add_worker("worker_b")
-        started.node_ids(2)
+        started.first_workers = started.node_ids(2)
         yield started
     finally:
         started.stop()
@@ -212,7 +213,7 @@ def test_a_submitted_study_spreads_over_nodes_and_survives_losing_one(cluster: L
                                                                       tmp_path: Path, mirror: Path) -> None:
     node_data = tmp_path / "node_data"  # each node's own copy of the data (here the nodes share a disk)
     root = _project(tmp_path / "lost", mirror, node_data)
-    nodes = cluster.node_ids(2)
+    nodes = cluster.first_workers
     # the stage submits itself to the job server and copies its outputs back into the project
     job = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "--root", str(root), "sweep", "nodes_sweep"],
