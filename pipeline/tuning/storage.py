@@ -91,6 +91,7 @@ def experiment_location(storage: str, name: str) -> str:
 
 
 def _in_trial(experiment: str, trial_id: str, name: str) -> str:
+    """``name`` in the folder of trial ``trial_id``'s own files in the Tune experiment ``experiment``."""
     return f"{experiment.rstrip('/')}/{TRIALS_DIR}/{trial_id}/{name}"
 
 
@@ -171,9 +172,9 @@ def drop_trial_files(experiment: str) -> int:
     return len(ended)
 
 
-def _trial_files(trial: Any) -> str:
-    """The folder of a Tune trial's own files (see :func:`state_location`) on its storage's filesystem."""
-    return f"{trial.storage.experiment_fs_path.rstrip('/')}/{TRIALS_DIR}/{trial.trial_id}"
+def _in_tune_trial(trial: Any, name: str) -> str:
+    """``name`` in the folder of a Tune trial's own files, on its storage's filesystem."""
+    return _in_trial(trial.storage.experiment_fs_path, trial.trial_id, name)
 
 
 class TrialEndWriter(tune.Callback):
@@ -188,7 +189,7 @@ class TrialEndWriter(tune.Callback):
 
     @staticmethod
     def _write(trial: Any, error: str) -> None:
-        fs, path = trial.storage.storage_filesystem, f"{_trial_files(trial)}/{END_FILE}"
+        fs, path = trial.storage.storage_filesystem, _in_tune_trial(trial, END_FILE)
         if not _exists(fs, path):  # a replayed end keeps the first one's record
             write_trial_end(fs, path, dict(trial.last_result or {}), error)
 
@@ -217,7 +218,7 @@ class CheckpointCleaner(tune.Callback):
 
     @staticmethod
     def _drop(trial: Any) -> None:
-        drop_checkpoints(trial.storage.storage_filesystem, f"{_trial_files(trial)}/{STATE_DIR}", trial.path)
+        drop_checkpoints(trial.storage.storage_filesystem, _in_tune_trial(trial, STATE_DIR), trial.path)
 
 
 def superseded(storage: str, prefix: str, key: str) -> list[str]:
