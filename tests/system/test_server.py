@@ -53,6 +53,14 @@ def _start_server(db: Path, artifacts: Path, port: int) -> subprocess.Popen:
     raise AssertionError("mlflow server did not answer within 3 minutes")
 
 
+def _cut(end: socket.socket) -> None:
+    """Shut both directions of a connection (one already shut is left as it is)."""
+    try:
+        end.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class Gateway:
     """The server's address as the stage sees it: a TCP forwarder to the server. :meth:`close` makes the address
     refuse connections and cuts the open ones, as when the server goes away; :meth:`open` brings it back."""
@@ -92,10 +100,7 @@ class Gateway:
         except OSError:
             pass
         for end in (source, dest):
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _cut(end)
 
     def close(self) -> None:
         assert self._listener is not None
@@ -104,10 +109,7 @@ class Gateway:
         with self._lock:
             cut, self._open = self._open, []
         for end in cut:
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _cut(end)
             end.close()
 
 

@@ -3,7 +3,7 @@ resources Tune is asked for, and a request no node holds refused before any tria
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import ray
@@ -155,7 +155,8 @@ def test_an_impossible_request_on_fake_gpus_fails_before_any_trial(fake_gpus, ca
     assert lines[1].startswith("waiting for Ray nodes that hold a trial (1 CPU, 1 GPU, accelerator H100)")
 
 
-def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
+def _tune_config(exp: TuneRequest, plan: TrialPlan, tmp_path) -> Any:
+    """The TuneConfig a fresh (not restored) stage of ``exp`` gives Tune under ``plan``."""
     import yaml
 
     from pipeline.spec.params import parse_params
@@ -164,15 +165,20 @@ def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
     from pipeline_fixtures import REPO
 
     params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()))
-    study = parse_study("tiny", {**TINY_STUDY, "budget": {**TINY_STUDY["budget"], "concurrency": 1}}, "tiny.yaml")
-    exp = TuneRequest("tune", study, {}, num_samples=study.trials)
-    plan = plan_resources(AUTO, study.concurrency, exp.trials)
-    assert plan.concurrency == 2 != study.concurrency  # raised from 1 to fill the 2 GPUs
     storage = str(tmp_path / "ray_storage")
     trainable = trial_trainable(exp, {}, plan, experiment=f"{storage}/{exp.name('k')}")
     tuner, resumed = _tuner(Layout.at(tmp_path), params, exp, "k", storage, trainable, "sqlite://", {},
                             plan.concurrency)
-    assert not resumed and tuner._local_tuner._tune_config.max_concurrent_trials == 2
+    assert not resumed
+    return tuner._local_tuner._tune_config
+
+
+def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
+    study = parse_study("tiny", {**TINY_STUDY, "budget": {**TINY_STUDY["budget"], "concurrency": 1}}, "tiny.yaml")
+    exp = TuneRequest("tune", study, {}, num_samples=study.trials)
+    plan = plan_resources(AUTO, study.concurrency, exp.trials)
+    assert plan.concurrency == 2 != study.concurrency  # raised from 1 to fill the 2 GPUs
+    assert _tune_config(exp, plan, tmp_path).max_concurrent_trials == 2
 
 
 @pytest.mark.parametrize("varied, reused", [({}, True),
@@ -180,18 +186,7 @@ def test_the_planned_concurrency_reaches_tune(fake_gpus, tmp_path) -> None:
 def test_trials_reuse_ray_workers_unless_their_numeric_paths_may_differ(tmp_path, varied: dict, reused: bool) -> None:
     """A Ray worker process runs one numeric path (hypermask.numerics): a study that searches it gives
     every trial a worker of its own."""
-    import yaml
-
-    from pipeline.spec.params import parse_params
-    from pipeline.tuning.runner import _tuner
-    from pipeline.workspace.layout import Layout
-    from pipeline_fixtures import REPO
-
-    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()))
     study = parse_study("tiny", {**TINY_STUDY, **varied}, "tiny.yaml")
     exp = TuneRequest("tune", study, {}, num_samples=study.trials)
-    plan = TrialPlan(study.concurrency, 1.0, 0.0)
-    storage = str(tmp_path / "ray_storage")
-    trainable = trial_trainable(exp, {}, plan, experiment=f"{storage}/{exp.name('k')}")
-    tuner, _ = _tuner(Layout.at(tmp_path), params, exp, "k", storage, trainable, "sqlite://", {}, plan.concurrency)
-    assert study.varies("numerics") != reused and tuner._local_tuner._tune_config.reuse_actors == reused
+    config = _tune_config(exp, TrialPlan(study.concurrency, 1.0, 0.0), tmp_path)
+    assert study.varies("numerics") != reused and config.reuse_actors == reused
